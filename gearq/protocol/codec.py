@@ -1,0 +1,269 @@
+"""Encoding packets to bytes and decoding a byte stream into packets, with no I/O.
+
+The decoders are incremental: feed them any split of a stream and they give the same packets.
+They never wait for data that cannot come (a bad header fails at once) and never buffer more
+than one packet of at most ``max_packet_size`` bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from .errors import ArgumentError, BadMagic, MalformedPacket, PacketTooLarge, UnknownPacketType
+from .packets import ARG_COUNTS, HEADER_SIZE, REQ, RES, Magic, Packet, PacketType
+
+__all__ = [
+    "DEFAULT_MAX_LINE",
+    "DEFAULT_MAX_PACKET_SIZE",
+    "Decoder",
+    "RequestDecoder",
+    "TextCommand",
+    "encode",
+    "encode_request",
+    "encode_response",
+]
+
+DEFAULT_MAX_PACKET_SIZE = 64 * 1024 * 1024
+# gearmand reads a text command into an 8 KiB buffer and closes the connection past that.
+DEFAULT_MAX_LINE = 8192
+
+_HEADER = struct.Struct(">4sII")
+_pack_header = _HEADER.pack
+_unpack_header = _HEADER.unpack_from
+_TYPES: dict[int, PacketType] = {int(t): t for t in PacketType}
+_MAGICS: dict[bytes, Magic] = {REQ: Magic.REQ, RES: Magic.RES}
+_ARGC: dict[int, int] = {int(t): n for t, n in ARG_COUNTS.items()}
+_WORK_FAIL = int(PacketType.WORK_FAIL)
+
+
+@dataclass(frozen=True, slots=True)
+class TextCommand:
+    """A line of the text admin protocol, as a server receives it (without the line end)."""
+
+    line: bytes
+
+
+def _body(ptype: PacketType, args: tuple[bytes, ...]) -> bytes:
+    argc = _ARGC[ptype]
+    if len(args) != argc:
+        raise ArgumentError(f"{ptype.name} takes {argc} argument(s), got {len(args)}")
+    if argc == 0:
+        return b""
+    for arg in args[:-1]:
+        if b"\0" in arg:
+            raise ArgumentError(
+                f"{ptype.name}: only the last argument may contain NUL bytes, got {arg[:40]!r}"
+            )
+    return b"\0".join(args) if argc > 1 else args[0]
+
+
+def encode_request(ptype: PacketType, *args: bytes) -> bytes:
+    """Bytes of a ``\\0REQ`` packet (client or worker to server)."""
+    body = _body(ptype, args)
+    return _pack_header(REQ, ptype, len(body)) + body
+
+
+def encode_response(ptype: PacketType, *args: bytes) -> bytes:
+    """Bytes of a ``\\0RES`` packet (server to client or worker)."""
+    body = _body(ptype, args)
+    return _pack_header(RES, ptype, len(body)) + body
+
+
+def encode(packet: Packet) -> bytes:
+    """Bytes of any packet."""
+    body = _body(packet.type, packet.args)
+    return _pack_header(packet.magic.value, packet.type, len(body)) + body
+
+
+class _StreamBuffer:
+    """Collects fed chunks and joins them only once a whole unit can be parsed.
+
+    Joining on every feed would be quadratic for a large payload arriving in small reads.
+    """
+
+    __slots__ = ("_chunks", "_have", "_need")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._have = 0
+        self._need = HEADER_SIZE
+
+    def add(self, data: bytes) -> bytes | None:
+        if data:
+            self._chunks.append(bytes(data))
+            self._have += len(data)
+        if self._have < self._need or not self._chunks:
+            return None
+        chunks = self._chunks
+        buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._have = 0
+        return buf
+
+    def keep(self, rest: bytes, need: int) -> None:
+        """Keep an unparsed tail; parsing resumes once ``need`` bytes are buffered."""
+        if rest:
+            self._chunks.append(rest)
+        self._have = len(rest)
+        self._need = max(need, 1)
+
+    @property
+    def buffered(self) -> int:
+        return self._have
+
+
+class Decoder:
+    """Incremental decoder for the binary protocol.
+
+    ``expect`` fixes the magic every packet must carry (``Magic.RES`` for a client or a
+    worker, ``Magic.REQ`` for a server); ``None`` accepts both.
+    """
+
+    __slots__ = ("_buffer", "_expect", "max_packet_size")
+
+    def __init__(
+        self,
+        *,
+        expect: Magic | None = Magic.RES,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+    ) -> None:
+        self._buffer = _StreamBuffer()
+        self._expect = expect.value if expect is not None else None
+        self.max_packet_size = max_packet_size
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a whole packet."""
+        return self._buffer.buffered
+
+    def feed(self, data: bytes) -> list[Packet]:
+        """Add bytes from the stream; return the packets they complete, in order.
+
+        Raises a :class:`~gearq.protocol.errors.ProtocolError` subclass on a bad header,
+        an unknown type, a body without its arguments, or a packet over the size limit.
+        """
+        buf = self._buffer.add(data)
+        if buf is None:
+            return []
+        out: list[Packet] = []
+        pos = self._parse(buf, 0, out)
+        self._keep_tail(buf, pos)
+        return out
+
+    def _keep_tail(self, buf: bytes, pos: int) -> None:
+        rest = buf[pos:]
+        need = HEADER_SIZE
+        if len(rest) >= 4 and rest[:4] not in _MAGICS:
+            raise BadMagic(f"bad packet magic {rest[:4]!r}")
+        if len(rest) >= HEADER_SIZE:
+            need = HEADER_SIZE + _unpack_header(rest, 0)[2]
+        self._buffer.keep(rest, need)
+
+    def _parse(self, buf: bytes, pos: int, out: list[Packet]) -> int:
+        end = len(buf)
+        expect = self._expect
+        limit = self.max_packet_size
+        while end - pos >= HEADER_SIZE:
+            if buf[pos] != 0:
+                # A text line where a packet should start; only a server accepts those.
+                break
+            magic_bytes, tnum, size = _unpack_header(buf, pos)
+            magic = _MAGICS.get(magic_bytes)
+            if magic is None or (expect is not None and magic_bytes != expect):
+                raise BadMagic(f"bad packet magic {magic_bytes!r}")
+            ptype = _TYPES.get(tnum)
+            if ptype is None:
+                raise UnknownPacketType(f"unknown packet type {tnum}")
+            if size > limit:
+                raise PacketTooLarge(
+                    f"{ptype.name} packet of {size} bytes is over the limit of {limit}"
+                )
+            stop = pos + HEADER_SIZE + size
+            if stop > end:
+                break
+            argc = _ARGC[tnum]
+            if argc == 0:
+                if size:
+                    raise MalformedPacket(f"{ptype.name} takes no arguments, got {size} bytes")
+                args: tuple[bytes, ...] = ()
+            elif argc == 1:
+                arg = buf[pos + HEADER_SIZE : stop]
+                # gearmand adds a NUL to the handle of the WORK_FAIL it makes from an exception.
+                if tnum == _WORK_FAIL and arg.endswith(b"\0") and magic is Magic.RES:
+                    arg = arg[:-1]
+                args = (arg,)
+            else:
+                args = tuple(buf[pos + HEADER_SIZE : stop].split(b"\0", argc - 1))
+                if len(args) != argc:
+                    raise MalformedPacket(
+                        f"{ptype.name} needs {argc} arguments, got {len(args)}"
+                    )
+            out.append(Packet(magic, ptype, args))
+            pos = stop
+        if end - pos >= 1 and buf[pos] != 0:
+            self._on_text(buf, pos)
+        return pos
+
+    def _on_text(self, buf: bytes, pos: int) -> None:
+        raise BadMagic(f"expected a packet, got text {buf[pos : pos + 16]!r}")
+
+
+class RequestDecoder(Decoder):
+    """What a job server reads: ``\\0REQ`` packets mixed with text admin lines.
+
+    gearmand takes a request that does not start with a NUL byte as a text command, and
+    both kinds may share one connection.
+    """
+
+    __slots__ = ("max_line",)
+
+    def __init__(
+        self,
+        *,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        max_line: int = DEFAULT_MAX_LINE,
+    ) -> None:
+        super().__init__(expect=None, max_packet_size=max_packet_size)
+        self.max_line = max_line
+
+    def feed_mixed(self, data: bytes) -> list[Packet | TextCommand]:
+        """Like :meth:`feed`, but text command lines come out as :class:`TextCommand`."""
+        buf = self._buffer.add(data)
+        if buf is None:
+            return []
+        out: list[Packet | TextCommand] = []
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            if buf[pos] == 0:
+                packets: list[Packet] = []
+                pos = self._parse(buf, pos, packets)
+                out.extend(packets)
+                if pos < end and buf[pos] == 0:
+                    break  # a packet that is not whole yet
+                continue
+            nl = buf.find(b"\n", pos, pos + self.max_line + 1)
+            if nl < 0:
+                if end - pos > self.max_line:
+                    raise PacketTooLarge(f"text command longer than {self.max_line} bytes")
+                self._buffer.keep(buf[pos:], end - pos + 1)
+                return out
+            line = buf[pos:nl]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            out.append(TextCommand(line))
+            pos = nl + 1
+        self._keep_tail(buf, pos)
+        return out
+
+    def feed(self, data: bytes) -> list[Packet]:
+        items = self.feed_mixed(data)
+        for item in items:
+            if isinstance(item, TextCommand):
+                raise BadMagic(f"expected a packet, got text {item.line[:16]!r}")
+        return items  # type: ignore[return-value]
+
+    def _on_text(self, buf: bytes, pos: int) -> None:
+        # feed_mixed handles the text itself.
+        return None
