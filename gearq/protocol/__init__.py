@@ -4,6 +4,8 @@ No sockets here (sans-IO, in the manner of h11): the network layers feed bytes t
 :class:`Decoder` and get :class:`Packet` events, and call :func:`encode_request` to send.
 """
 
+from . import admin, limits
+from .admin import AdminCommand, AdminParser, AdminReply
 from .codec import (
     DEFAULT_MAX_PACKET_SIZE,
     Decoder,
@@ -26,6 +28,9 @@ from .errors import (
 from .packets import ARG_COUNTS, Magic, Packet, PacketType
 
 __all__ = [
+    "AdminCommand",
+    "AdminParser",
+    "AdminReply",
     "ARG_COUNTS",
     "DEFAULT_MAX_PACKET_SIZE",
     "AdminError",
@@ -42,7 +47,9 @@ __all__ = [
     "RequestDecoder",
     "TextCommand",
     "UnknownPacketType",
+    "admin",
     "encode",
     "encode_request",
     "encode_response",
+    "limits",
 ]

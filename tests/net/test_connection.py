@@ -1,0 +1,155 @@
+"""The connection layer against a real gearmand (and a few fake servers for bad input)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from gearq.net import (
+    ConnectFailed,
+    Connection,
+    ConnectionLost,
+    ConnectionOptions,
+    HeartbeatTimeout,
+    ServerAddress,
+)
+from gearq.protocol import Packet, PacketType
+from tests.support.faultproxy import FaultProxy
+
+
+class Recorder:
+    """Collects what a connection reports, and lets a test wait for it."""
+
+    def __init__(self) -> None:
+        self.packets: asyncio.Queue[Packet] = asyncio.Queue()
+        self.lost: asyncio.Future[ConnectionLost | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+    def on_packet(self, packet: Packet) -> None:
+        self.packets.put_nowait(packet)
+
+    def on_lost(self, conn: Connection, error: ConnectionLost | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(error)
+
+    async def open(self, address: ServerAddress, **options: object) -> Connection:
+        return await Connection.open(
+            address, ConnectionOptions(**options), self.on_packet, self.on_lost  # type: ignore[arg-type]
+        )
+
+
+def addr(server) -> ServerAddress:
+    return ServerAddress(server.host, server.port)
+
+
+def test_echo_round_trip_with_nodelay(gearmand):
+    async def main() -> None:
+        rec = Recorder()
+        conn = await rec.open(addr(gearmand))
+        sock = conn._transport.get_extra_info("socket")  # type: ignore[union-attr]
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
+        conn.send_packet(PacketType.ECHO_REQ, b"hello\0world")
+        packet = await asyncio.wait_for(rec.packets.get(), 5)
+        assert packet.type is PacketType.ECHO_RES
+        assert packet.args == (b"hello\0world",)
+        conn.close()
+        assert await asyncio.wait_for(rec.lost, 5) is None
+        with pytest.raises(ConnectionLost):
+            conn.send_packet(PacketType.ECHO_REQ, b"x")
+
+    asyncio.run(main())
+
+
+def test_refused_connect_is_typed_and_names_the_server():
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    number = port.getsockname()[1]
+    port.close()  # nothing listens there now
+
+    async def main() -> None:
+        rec = Recorder()
+        with pytest.raises(ConnectFailed) as info:
+            await rec.open(ServerAddress("127.0.0.1", number))
+        assert f"127.0.0.1:{number}" in str(info.value)
+        assert info.value.server == ServerAddress("127.0.0.1", number)
+
+    asyncio.run(main())
+
+
+def test_server_killed_reports_connection_lost(gearmand):
+    async def main() -> None:
+        rec = Recorder()
+        await rec.open(addr(gearmand))
+        gearmand.kill()
+        error = await asyncio.wait_for(rec.lost, 5)
+        assert isinstance(error, ConnectionLost)
+        assert error.server == addr(gearmand)
+
+    asyncio.run(main())
+
+
+def test_heartbeat_detects_a_frozen_server(gearmand):
+    with FaultProxy(gearmand.host, gearmand.port) as proxy:
+
+        async def main() -> float:
+            rec = Recorder()
+            await rec.open(
+                ServerAddress(proxy.host, proxy.port),
+                heartbeat_interval=0.2,
+                heartbeat_timeout=0.3,
+            )
+            await asyncio.sleep(0.6)  # heartbeats answered: still alive
+            assert not rec.lost.done()
+            proxy.freeze()
+            frozen_at = time.monotonic()
+            error = await asyncio.wait_for(rec.lost, 5)
+            assert isinstance(error, HeartbeatTimeout)
+            return time.monotonic() - frozen_at
+
+        took = asyncio.run(main())
+        # Bound: one idle interval plus the heartbeat timeout, with slack for a busy box.
+        assert took < 0.2 + 0.3 + 1.0
+
+
+def test_heartbeat_replies_are_not_passed_up(gearmand):
+    async def main() -> None:
+        rec = Recorder()
+        conn = await rec.open(addr(gearmand), heartbeat_interval=0.05, heartbeat_timeout=1)
+        await asyncio.sleep(0.4)
+        assert rec.packets.empty()
+        conn.send_packet(PacketType.ECHO_REQ, b"mine")
+        packet = await asyncio.wait_for(rec.packets.get(), 5)
+        assert packet.args == (b"mine",)
+        conn.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"HTTP/1.1 400 Bad Request\r\n\r\n", b"\0RES\x00\x00\x00\x63\x00\x00\x00\x00", b"\0REQ" + bytes(8)],
+)
+def test_garbage_from_server_closes_with_typed_error(garbage):
+    async def main() -> None:
+        async def fake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(garbage)
+            await writer.drain()
+            await reader.read()  # keep the socket open: the client must close it
+            writer.close()
+
+        server = await asyncio.start_server(fake, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        rec = Recorder()
+        await rec.open(ServerAddress("127.0.0.1", port), heartbeat_interval=None)
+        error = await asyncio.wait_for(rec.lost, 5)
+        assert isinstance(error, ConnectionLost)
+        assert "protocol error" in str(error)
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
