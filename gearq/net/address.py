@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Union
 
 from ..protocol.errors import ArgumentError
 
@@ -63,7 +62,7 @@ class ServerAddress:
         return cls(host or DEFAULT_HOST, _port(port, text) if sep else DEFAULT_PORT)
 
 
-ServerSpec = Union[str, tuple[str, int], Mapping[str, object], ServerAddress]
+ServerSpec = str | tuple[str, int] | Mapping[str, object] | ServerAddress
 
 
 def _host(value: object, spec: object) -> str:
@@ -73,9 +72,11 @@ def _host(value: object, spec: object) -> str:
 
 
 def _port(value: object, spec: object) -> int:
+    if not isinstance(value, (int, str)):
+        raise ArgumentError(f"bad port in server address {spec!r}")
     try:
-        port = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+        port = int(value)
+    except ValueError:
         raise ArgumentError(f"bad port in server address {spec!r}") from None
     if isinstance(value, bool) or not 0 < port < 65536:
         raise ArgumentError(f"port out of range in server address {spec!r}")
@@ -94,7 +95,7 @@ def parse_servers(specs: str | ServerSpec | Iterable[ServerSpec] | None) -> list
     elif isinstance(specs, (Mapping, ServerAddress)) or (
         isinstance(specs, tuple) and len(specs) == 2 and isinstance(specs[1], int)
     ):
-        items = [specs]  # type: ignore[list-item]
+        items = [specs]
     else:
         items = list(specs)
     out: list[ServerAddress] = []

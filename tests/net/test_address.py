@@ -46,4 +46,7 @@ def test_parse_servers_forms():
     assert parse_servers("a:1, b:2,,a:1") == [ServerAddress("a", 1), ServerAddress("b", 2)]
     assert parse_servers(("a", 1)) == [ServerAddress("a", 1)]
     assert parse_servers(("a:1", "b:2")) == [ServerAddress("a", 1), ServerAddress("b", 2)]
-    assert parse_servers([{"host": "x"}, "y:3"]) == [ServerAddress("x", 4730), ServerAddress("y", 3)]
+    assert parse_servers([{"host": "x"}, "y:3"]) == [
+        ServerAddress("x", 4730),
+        ServerAddress("y", 3),
+    ]

@@ -38,7 +38,10 @@ class Recorder:
 
     async def open(self, address: ServerAddress, **options: object) -> Connection:
         return await Connection.open(
-            address, ConnectionOptions(**options), self.on_packet, self.on_lost  # type: ignore[arg-type]
+            address,
+            ConnectionOptions(**options),
+            self.on_packet,
+            self.on_lost,  # type: ignore[arg-type]
         )
 
 
@@ -132,7 +135,11 @@ def test_heartbeat_replies_are_not_passed_up(gearmand):
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"HTTP/1.1 400 Bad Request\r\n\r\n", b"\0RES\x00\x00\x00\x63\x00\x00\x00\x00", b"\0REQ" + bytes(8)],
+    [
+        b"HTTP/1.1 400 Bad Request\r\n\r\n",
+        b"\0RES\x00\x00\x00\x63\x00\x00\x00\x00",
+        b"\0REQ" + bytes(8),
+    ],
 )
 def test_garbage_from_server_closes_with_typed_error(garbage):
     async def main() -> None:

@@ -40,7 +40,12 @@ def test_jitter_adds_at_most_its_fraction():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"recover_time": -1}, {"backoff": 0.5}, {"recover_time": 10, "max_recover_time": 5}, {"jitter": 2}],
+    [
+        {"recover_time": -1},
+        {"backoff": 0.5},
+        {"recover_time": 10, "max_recover_time": 5},
+        {"jitter": 2},
+    ],
 )
 def test_bad_policies(kwargs):
     with pytest.raises(ValueError):
