@@ -28,12 +28,12 @@ from .errors import (
 from .packets import ARG_COUNTS, Magic, Packet, PacketType
 
 __all__ = [
-    "AdminCommand",
-    "AdminParser",
-    "AdminReply",
     "ARG_COUNTS",
     "DEFAULT_MAX_PACKET_SIZE",
+    "AdminCommand",
     "AdminError",
+    "AdminParser",
+    "AdminReply",
     "ArgumentError",
     "BadMagic",
     "Decoder",

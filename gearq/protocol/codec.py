@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from .errors import ArgumentError, BadMagic, MalformedPacket, PacketTooLarge, UnknownPacketType
 from .packets import ARG_COUNTS, HEADER_SIZE, REQ, RES, Magic, Packet, PacketType
@@ -31,10 +32,50 @@ DEFAULT_MAX_LINE = 8192
 _HEADER = struct.Struct(">4sII")
 _pack_header = _HEADER.pack
 _unpack_header = _HEADER.unpack_from
-_TYPES: dict[int, PacketType] = {int(t): t for t in PacketType}
 _MAGICS: dict[bytes, Magic] = {REQ: Magic.REQ, RES: Magic.RES}
 _ARGC: dict[int, int] = {int(t): n for t, n in ARG_COUNTS.items()}
-_WORK_FAIL = int(PacketType.WORK_FAIL)
+
+# The decoder's fast path reads magic and type as one number and looks up everything it
+# needs about that pair at once: (magic, type, argc, the shared Packet of an argument-less
+# type, whether a trailing NUL is dropped). One table per ``expect`` setting.
+_Kind: TypeAlias = tuple[Magic, PacketType, int, Packet | None, bool]
+_KEY_HEADER = struct.Struct(">QI")
+_unpack_key = _KEY_HEADER.unpack_from
+
+
+def _kinds(expect: bytes | None) -> dict[int, _Kind]:
+    kinds: dict[int, _Kind] = {}
+    for magic_bytes, magic in _MAGICS.items():
+        if expect is not None and magic_bytes != expect:
+            continue
+        for ptype in PacketType:
+            argc = _ARGC[ptype]
+            key = int.from_bytes(magic_bytes + ptype.to_bytes(4, "big"), "big")
+            # Packets are frozen, so every NOOP (say) can be the same object.
+            empty = Packet(magic, ptype, ()) if argc == 0 else None
+            # gearmand adds a NUL to the handle of the WORK_FAIL it makes from an exception.
+            strip_nul = ptype is PacketType.WORK_FAIL and magic is Magic.RES
+            kinds[key] = (magic, ptype, argc, empty, strip_nul)
+    return kinds
+
+
+_KINDS: dict[bytes | None, dict[int, _Kind]] = {e: _kinds(e) for e in (None, REQ, RES)}
+
+# Packet's frozen-dataclass __init__ costs three object.__setattr__ calls; setting the slots
+# through their descriptors builds the same object in well under half the time. Only right
+# while Packet has exactly these three fields and no __post_init__ (a unit test checks).
+_new_object = object.__new__
+_set_magic = Packet.__dict__["magic"].__set__
+_set_type = Packet.__dict__["type"].__set__
+_set_args = Packet.__dict__["args"].__set__
+
+
+def _packet(magic: Magic, ptype: PacketType, args: tuple[bytes, ...]) -> Packet:
+    packet: Packet = _new_object(Packet)
+    _set_magic(packet, magic)
+    _set_type(packet, ptype)
+    _set_args(packet, args)
+    return packet
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +89,17 @@ def _body(ptype: PacketType, args: tuple[bytes, ...]) -> bytes:
     argc = _ARGC[ptype]
     if len(args) != argc:
         raise ArgumentError(f"{ptype.name} takes {argc} argument(s), got {len(args)}")
-    if argc == 0:
-        return b""
-    for arg in args[:-1]:
-        if b"\0" in arg:
-            raise ArgumentError(
-                f"{ptype.name}: only the last argument may contain NUL bytes, got {arg[:40]!r}"
-            )
-    return b"\0".join(args) if argc > 1 else args[0]
+    if argc <= 1:
+        return args[0] if argc else b""
+    body = b"\0".join(args)
+    # Exactly argc - 1 NULs before the last argument: the separators. Else find the culprit.
+    if body.count(0, 0, len(body) - len(args[-1])) != argc - 1:
+        for arg in args[:-1]:
+            if b"\0" in arg:
+                raise ArgumentError(
+                    f"{ptype.name}: only the last argument may contain NUL bytes, got {arg[:40]!r}"
+                )
+    return body
 
 
 def encode_request(ptype: PacketType, *args: bytes) -> bytes:
@@ -121,7 +165,7 @@ class Decoder:
     worker, ``Magic.REQ`` for a server); ``None`` accepts both.
     """
 
-    __slots__ = ("_buffer", "_expect", "max_packet_size")
+    __slots__ = ("_buffer", "_expect", "_kinds", "max_packet_size")
 
     def __init__(
         self,
@@ -131,6 +175,7 @@ class Decoder:
     ) -> None:
         self._buffer = _StreamBuffer()
         self._expect = expect.value if expect is not None else None
+        self._kinds = _KINDS[self._expect]
         self.max_packet_size = max_packet_size
 
     @property
@@ -167,19 +212,18 @@ class Decoder:
 
     def _parse(self, buf: bytes, pos: int, out: list[Packet]) -> int:
         end = len(buf)
-        expect = self._expect
+        kinds = self._kinds
         limit = self.max_packet_size
+        append = out.append
         while end - pos >= HEADER_SIZE:
             if buf[pos] != 0:
                 # A text line where a packet should start; only a server accepts those.
                 break
-            magic_bytes, tnum, size = _unpack_header(buf, pos)
-            magic = _MAGICS.get(magic_bytes)
-            if magic is None or (expect is not None and magic_bytes != expect):
-                raise BadMagic(f"bad packet magic {magic_bytes!r}")
-            ptype = _TYPES.get(tnum)
-            if ptype is None:
-                raise UnknownPacketType(f"unknown packet type {tnum}")
+            key, size = _unpack_key(buf, pos)
+            kind = kinds.get(key)
+            if kind is None:
+                raise self._header_error(buf, pos)
+            magic, ptype, argc, empty, strip_nul = kind
             if size > limit:
                 raise PacketTooLarge(
                     f"{ptype.name} packet of {size} bytes is over the limit of {limit}"
@@ -187,28 +231,34 @@ class Decoder:
             stop = pos + HEADER_SIZE + size
             if stop > end:
                 break
-            argc = _ARGC[tnum]
-            if argc == 0:
+            if empty is not None:
                 if size:
                     raise MalformedPacket(f"{ptype.name} takes no arguments, got {size} bytes")
-                args: tuple[bytes, ...] = ()
+                append(empty)
             elif argc == 1:
                 arg = buf[pos + HEADER_SIZE : stop]
-                # gearmand adds a NUL to the handle of the WORK_FAIL it makes from an exception.
-                if tnum == _WORK_FAIL and arg.endswith(b"\0") and magic is Magic.RES:
+                if strip_nul and arg.endswith(b"\0"):
                     arg = arg[:-1]
-                args = (arg,)
+                append(_packet(magic, ptype, (arg,)))
             else:
                 args = tuple(buf[pos + HEADER_SIZE : stop].split(b"\0", argc - 1))
                 if len(args) != argc:
                     raise MalformedPacket(
                         f"{ptype.name} needs {argc} arguments, got {len(args)}"
                     )
-            out.append(Packet(magic, ptype, args))
+                append(_packet(magic, ptype, args))
             pos = stop
         if end - pos >= 1 and buf[pos] != 0:
             self._on_text(buf, pos)
         return pos
+
+    def _header_error(self, buf: bytes, pos: int) -> BadMagic | UnknownPacketType:
+        """Why a header at ``pos`` has no entry in the table (magic is checked first)."""
+        magic_bytes, tnum, _ = _unpack_header(buf, pos)
+        expect = self._expect
+        if magic_bytes not in _MAGICS or (expect is not None and magic_bytes != expect):
+            return BadMagic(f"bad packet magic {magic_bytes!r}")
+        return UnknownPacketType(f"unknown packet type {tnum}")
 
     def _on_text(self, buf: bytes, pos: int) -> None:
         raise BadMagic(f"expected a packet, got text {buf[pos : pos + 16]!r}")
@@ -250,7 +300,7 @@ class RequestDecoder(Decoder):
                 continue
             nl = buf.find(b"\n", pos, pos + self.max_line + 1)
             if nl < 0:
-                if False:
+                if end - pos > self.max_line:
                     raise PacketTooLarge(f"text command longer than {self.max_line} bytes")
                 self._buffer.keep(buf[pos:], end - pos + 1)
                 return out
