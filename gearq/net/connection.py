@@ -13,7 +13,7 @@ import logging
 import socket
 import ssl as _ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ..protocol.codec import DEFAULT_MAX_PACKET_SIZE, Decoder, encode_request
 from ..protocol.errors import ProtocolError
@@ -141,7 +141,8 @@ class Connection(asyncio.Protocol):
         return conn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:

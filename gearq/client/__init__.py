@@ -1,0 +1,51 @@
+"""gearq's Gearman client: submit jobs to a pool of job servers, watch them, administer them.
+
+``AsyncClient`` is the asyncio client; ``Client`` is its blocking twin with the same method
+names. ``AdminClient`` / ``AsyncAdminClient`` speak the text admin protocol to every server.
+"""
+
+from .admin import AdminClient, AdminResults, AsyncAdminClient, ServerResult
+from .client import AsyncClient
+from .errors import (
+    ClientClosed,
+    JobConnectionLost,
+    JobError,
+    JobException,
+    JobFailed,
+    JobTimeout,
+    NoServerAvailable,
+    PayloadTooLarge,
+    QueueFull,
+    ServerRejected,
+    SubmitError,
+)
+from .job import Job, JobState, JobStatus, Priority, UniqueStatus
+from .pool import Strategy
+from .sync import Client, SyncJob
+
+__all__ = [
+    "AdminClient",
+    "AdminResults",
+    "AsyncAdminClient",
+    "AsyncClient",
+    "Client",
+    "ClientClosed",
+    "Job",
+    "JobConnectionLost",
+    "JobError",
+    "JobException",
+    "JobFailed",
+    "JobState",
+    "JobStatus",
+    "JobTimeout",
+    "NoServerAvailable",
+    "PayloadTooLarge",
+    "Priority",
+    "QueueFull",
+    "ServerRejected",
+    "ServerResult",
+    "Strategy",
+    "SubmitError",
+    "SyncJob",
+    "UniqueStatus",
+]

@@ -1,0 +1,655 @@
+"""The asyncio client: submit jobs to a pool of job servers, with failover.
+
+One connection per server, opened on first use and kept. Submits are pipelined: ``submit``
+returns the :class:`Job` as soon as the request is queued for the socket, and many jobs
+share one connection and one write per loop iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl as _ssl
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Literal
+
+from ..net.address import ServerAddress, ServerSpec, parse_servers
+from ..net.connection import ConnectionOptions
+from ..net.errors import ConnectFailed, ConnectionLost
+from ..net.recover import RecoverPolicy
+from ..protocol.codec import encode_request
+from ..protocol.errors import ArgumentError, GearqError
+from ..protocol.limits import (
+    MAX_UNIQUE,
+    check_client_id,
+    check_function,
+    check_handle,
+    check_unique,
+)
+from ..protocol.packets import PacketType
+from .errors import ClientClosed, JobConnectionLost, NoServerAvailable
+from .job import Job, JobState, JobStatus, Priority, UniqueStatus
+from .link import FLUSH_AT, Request, ServerLink
+from .pool import ServerPool, Strategy, make_strategy
+from .submit import (
+    BG_HEAD,
+    FG_HEAD,
+    HEARTBEAT_TOKEN,
+    MAX_FUNCTION_CACHE,
+    NORMAL,
+    NUL,
+    SUBMIT_HEADS,
+    encode_submit,
+    make_job,
+    new_unique,
+    to_bytes,
+)
+
+__all__ = ["AsyncClient", "ClientEvent"]
+
+log = logging.getLogger("gearq.client")
+
+_T = PacketType
+ClientEvent = Literal["connect", "disconnect", "error"]
+#: ``callback(server, error)``: error is None for ``connect`` and for a ``disconnect``
+#: the client asked for.
+ClientCallback = Callable[[ServerAddress, "BaseException | None"], object]
+
+class AsyncClient:
+    """Submit jobs to one or more gearmand servers.
+
+    :param servers: ``"host:port"`` strings (comma-separated allowed), ``(host, port)``
+        tuples, dicts with ``host``/``port`` (defaults localhost, 4730), or ServerAddress.
+    :param strategy: ``"sequence"`` (first healthy server, back to it once it recovers),
+        ``"round_robin"``, ``"random"``, ``"unique_hash"`` or a :class:`Strategy`.
+    :param recover_time: seconds a server that failed (refused, dropped, stopped answering
+        heartbeats) is skipped; ``recover_backoff`` multiplies it per failure in a row, up
+        to ``max_recover_time``. ``recover_policy`` overrides all three.
+    :param heartbeat_interval: idle seconds before an ECHO checks the server;
+        ``heartbeat_timeout``: seconds it may take to answer. A frozen server is noticed,
+        and its jobs failed, within their sum.
+    :param max_payload_size: refuse larger payloads with :class:`PayloadTooLarge`.
+    :param resubmit_on_failure: default for ``submit``: resubmit jobs whose connection was
+        lost with the same unique to another server (only for idempotent work).
+    :param job_timeout: default client-side timeout of ``submit``.
+    """
+
+    def __init__(
+        self,
+        servers: str | ServerSpec | Iterable[ServerSpec] | None = None,
+        *,
+        strategy: str | Strategy = "sequence",
+        recover_time: float = 30.0,
+        recover_backoff: float = 1.0,
+        max_recover_time: float | None = None,
+        recover_policy: RecoverPolicy | None = None,
+        connect_timeout: float = 5.0,
+        heartbeat_interval: float | None = 5.0,
+        heartbeat_timeout: float = 5.0,
+        keepalive: bool = True,
+        ssl: _ssl.SSLContext | None = None,
+        ssl_server_hostname: str | None = None,
+        client_id: str | bytes | None = None,
+        max_payload_size: int | None = None,
+        resubmit_on_failure: bool = False,
+        job_timeout: float | None = None,
+        options: ConnectionOptions | None = None,
+    ) -> None:
+        addresses = parse_servers(servers)
+        if recover_policy is None:
+            recover_policy = RecoverPolicy(
+                recover_time=recover_time,
+                backoff=recover_backoff,
+                max_recover_time=max(max_recover_time or 300.0, recover_time),
+            )
+        self.options = options or ConnectionOptions(
+            connect_timeout=connect_timeout,
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout,
+            keepalive=keepalive,
+            ssl=ssl,
+            ssl_server_hostname=ssl_server_hostname,
+        )
+        self.pool = ServerPool(addresses, make_strategy(strategy), recover_policy)
+        if client_id is None:
+            client_id = f"gearq-client-{os.getpid()}"
+        self.client_id = check_client_id(to_bytes(client_id, "client_id"))
+        if max_payload_size is not None and max_payload_size < 0:
+            raise ArgumentError("max_payload_size must be >= 0")
+        self.max_payload_size = max_payload_size
+        self.resubmit_on_failure = resubmit_on_failure
+        if job_timeout is not None and job_timeout <= 0:
+            raise ArgumentError("job_timeout must be positive")
+        self.job_timeout = job_timeout
+        self._links = [ServerLink(self, i, a) for i, a in enumerate(addresses)]
+        self._by_address = {link.address: link for link in self._links}
+        self._hello = encode_request(_T.OPTION_REQ, b"exceptions") + encode_request(
+            _T.SET_CLIENT_ID, self.client_id
+        )
+        self._fast: dict[str | bytes, tuple[bytes, bytes, int]] = {}
+        self._listeners: dict[str, list[ClientCallback]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def servers(self) -> tuple[ServerAddress, ...]:
+        return self.pool.servers
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    # -- events -------------------------------------------------------------------------------
+
+    def on(self, event: ClientEvent, callback: ClientCallback) -> ClientCallback:
+        """Call ``callback(server, error)`` on ``connect``, ``disconnect`` or ``error``
+        (an ERROR packet, a failed connect, a lost connection). Returns the callback.
+        Exceptions in callbacks are logged, never raised."""
+        if event not in ("connect", "disconnect", "error"):
+            raise ArgumentError(f"unknown client event {event!r}")
+        self._listeners.setdefault(event, []).append(callback)
+        return callback
+
+    def off(self, event: ClientEvent, callback: ClientCallback) -> None:
+        if callback in self._listeners.get(event, ()):
+            self._listeners[event].remove(callback)
+
+    def _emit(self, event: str, server: ServerAddress, error: BaseException | None) -> None:
+        for callback in tuple(self._listeners.get(event, ())):
+            try:
+                callback(server, error)
+            except Exception:
+                log.exception("error in client %s callback %r", event, callback)
+
+    # -- submitting ---------------------------------------------------------------------------
+
+    def _function(self, function: str | bytes) -> bytes:
+        cached = self._fast.get(function)
+        if cached is not None:
+            return cached[0]
+        name = check_function(to_bytes(function, "function name"))
+        if len(self._fast) < MAX_FUNCTION_CACHE:
+            # name, name + NUL, and the fixed part of a submit's size (two NULs)
+            self._fast[function] = (name, name + NUL, len(name) + 2)
+        return name
+
+    def _make_job(
+        self,
+        function: str | bytes,
+        payload: bytes = b"",
+        *,
+        background: bool = False,
+        priority: Priority = Priority.NORMAL,
+        unique: str | bytes | None = None,
+        run_at: datetime | float | None = None,
+        reducer: str | bytes | None = None,
+        resubmit_on_failure: bool | None = None,
+    ) -> Job:
+        """Validate a submit and build its (unsent) Job; raises ArgumentError subclasses."""
+        if resubmit_on_failure is None:
+            resubmit_on_failure = self.resubmit_on_failure
+        return make_job(
+            self, self._function(function), payload, background, priority, unique, run_at,
+            reducer, resubmit_on_failure, self.max_payload_size,
+        )  # fmt: skip
+
+    async def submit(
+        self,
+        function: str | bytes,
+        payload: bytes = b"",
+        *,
+        background: bool = False,
+        priority: Priority = Priority.NORMAL,
+        unique: str | bytes | None = None,
+        run_at: datetime | float | None = None,
+        reducer: str | bytes | None = None,
+        timeout: float | None = None,
+        resubmit_on_failure: bool | None = None,
+    ) -> Job:
+        """Submit a job; returns once it is queued for sending to a server.
+
+        Await the returned :class:`Job` (or ``job.result(timeout)``) for the result;
+        ``await job.created()`` for the server's acknowledgement. Background jobs get a
+        random 32-hex-digit unique unless one is given; foreground jobs get none (so they
+        never coalesce) unless one is given. ``run_at`` (background only) sends
+        SUBMIT_JOB_EPOCH; note that gearmand 1.1.x wakes no worker when the time comes.
+        ``timeout``: give up on the job after this many seconds (:class:`JobTimeout`).
+
+        Raises :class:`NoServerAvailable` when no server can be reached, and
+        ``ArgumentError`` subclasses for values gearmand would mishandle. Errors after
+        sending (QueueFull, connection lost, ...) are raised by awaiting the job.
+        """
+        # The common case (a known function, bytes, no run_at/reducer) is checked inline:
+        # this is the hot path, and each call it avoids is a measurable part of a submit.
+        fast = self._fast.get(function)
+        if (
+            fast is not None
+            and payload.__class__ is bytes
+            and run_at is None
+            and reducer is None
+            and timeout is None
+            and not self._closed
+            and (self.max_payload_size is None or len(payload) <= self.max_payload_size)
+        ):
+            if unique is None:
+                unique_b = new_unique() if background else b""
+            # ``0 not in``: an int needle is ~10x faster than b"\0" for bytes.__contains__.
+            elif unique.__class__ is bytes and len(unique) <= MAX_UNIQUE and 0 not in unique:
+                unique_b = unique
+            else:
+                unique_b = check_unique(to_bytes(unique, "unique"))
+            head: bytes | None
+            if priority is NORMAL:  # hashing an Enum member runs Python code: avoid it
+                head = BG_HEAD if background else FG_HEAD
+            else:
+                head = SUBMIT_HEADS.get((background is True, priority))
+            if head is not None:
+                fn, fn_nul, fixed = fast
+                job = Job(
+                    self, fn, payload, unique_b, background, priority, None, None,
+                    self.resubmit_on_failure if resubmit_on_failure is None
+                    else resubmit_on_failure,
+                )  # fmt: skip
+                packet = b"".join(
+                    (head, (fixed + len(unique_b) + len(payload)).to_bytes(4, "big"), fn_nul,
+                     unique_b, NUL, payload)
+                )  # fmt: skip
+                order = self.pool.candidates(unique_b)
+                link = self._links[order[0]] if order else None
+                if link is not None and link.conn is not None:
+                    link.pending.append(job)
+                    link.write(packet)
+                    if link.wsize >= FLUSH_AT:
+                        link.flush()
+                        await link.drain()
+                    if self.job_timeout is not None:
+                        job._start_timer(self._get_loop(), self.job_timeout)
+                    return job
+                await self._send_job(job, packet, order)
+                if self.job_timeout is not None:
+                    job._start_timer(self._get_loop(), self.job_timeout)
+                return job
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        job = self._make_job(
+            function,
+            payload,
+            background=background,
+            priority=priority,
+            unique=unique,
+            run_at=run_at,
+            reducer=reducer,
+            resubmit_on_failure=resubmit_on_failure,
+        )
+        if timeout is None:
+            timeout = self.job_timeout
+        elif timeout <= 0:
+            raise ArgumentError("timeout must be positive")
+        await self._send_job(job)
+        if timeout is not None:
+            job._start_timer(self._get_loop(), timeout)
+        return job
+
+    async def submit_many(
+        self,
+        function: str | bytes,
+        payloads: Iterable[bytes],
+        *,
+        background: bool = False,
+        priority: Priority = Priority.NORMAL,
+        uniques: Iterable[str | bytes | None] | None = None,
+        timeout: float | None = None,
+        resubmit_on_failure: bool | None = None,
+    ) -> list[Job]:
+        """Submit one job per payload (with ``uniques[i]`` if given), as :meth:`submit`
+        would, but validated and encoded in one pass: the bulk path for many small jobs.
+
+        Each job is routed on its own (so ``unique_hash`` still spreads them). An invalid
+        value raises before anything is sent; :class:`NoServerAvailable` is raised when no
+        server can take the first job, and set as the error of the remaining jobs if the
+        servers are lost part way through.
+        """
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        payload_list = list(payloads)
+        unique_list = [None] * len(payload_list) if uniques is None else list(uniques)
+        if len(unique_list) != len(payload_list):
+            raise ArgumentError("uniques and payloads differ in length")
+        if timeout is None:
+            timeout = self.job_timeout
+        elif timeout <= 0:
+            raise ArgumentError("timeout must be positive")
+        fn = self._function(function)
+        fn_nul, fixed = fn + NUL, len(fn) + 2
+        head = SUBMIT_HEADS.get((background is True, priority))
+        if head is None:
+            raise ArgumentError(f"priority must be a Priority, got {priority!r}")
+        resubmit = self.resubmit_on_failure if resubmit_on_failure is None else resubmit_on_failure
+        limit = self.max_payload_size
+        # First pass: check everything, so that an invalid value sends nothing at all.
+        jobs: list[Job] = []
+        packets: list[bytes | None] = []
+        for payload, unique in zip(payload_list, unique_list, strict=True):
+            if payload.__class__ is bytes and (limit is None or len(payload) <= limit) and (
+                unique is None
+                or (unique.__class__ is bytes and len(unique) <= MAX_UNIQUE and 0 not in unique)
+            ):
+                if unique is None:
+                    unique = new_unique() if background else b""
+                u: bytes = unique
+                jobs.append(Job(self, fn, payload, u, background, priority, None, None, resubmit))
+                packets.append(
+                    b"".join(
+                        (head, (fixed + len(u) + len(payload)).to_bytes(4, "big"), fn_nul, u,
+                         NUL, payload)
+                    )
+                )  # fmt: skip
+            else:
+                jobs.append(
+                    self._make_job(
+                        function, payload, background=background, priority=priority,
+                        unique=unique, resubmit_on_failure=resubmit,
+                    )
+                )  # fmt: skip
+                packets.append(None)
+        candidates = self.pool.candidates
+        links = self._links
+        loop = self._get_loop()
+        for job, packet in zip(jobs, packets, strict=True):
+            if packet is None:
+                packet = encode_submit(job)
+            order = candidates(job.unique)
+            link = links[order[0]] if order else None
+            if link is not None and link.conn is not None:
+                link.pending.append(job)
+                link.write(packet)
+                if link.wsize >= FLUSH_AT:
+                    link.flush()
+                    await link.drain()
+            else:
+                try:
+                    await self._send_job(job, packet, order)
+                except NoServerAvailable as exc:
+                    if job is jobs[0]:
+                        raise
+                    # Some are on their way already: the rest fail through their handles.
+                    for rest in jobs[jobs.index(job) :]:
+                        rest._finish(JobState.ERROR, exc, "error", exc)
+                    return jobs
+            if timeout is not None:
+                job._start_timer(loop, timeout)
+        return jobs
+
+    async def _send_job(
+        self, job: Job, packet: bytes | None = None, order: Sequence[int] | None = None
+    ) -> None:
+        """Hand the job to the first server that can take it; raise if none can.
+
+        ``order``: the strategy's choice if already made (asking again would move a
+        round-robin on twice)."""
+        if packet is None:
+            packet = encode_submit(job)
+        if order is None:
+            order = self.pool.candidates(job.unique)
+        errors: dict[int, BaseException] = {}
+        links = self._links
+        for index in order:
+            link = links[index]
+            if link.conn is None:
+                try:
+                    await link.connect()
+                except ConnectFailed as exc:
+                    errors[index] = exc
+                    continue
+                if self._closed:
+                    raise ClientClosed("the client is closed")
+                if link.conn is None:  # lost again while we were resumed
+                    continue
+            link.send_job(job, packet)
+            if link.wsize >= FLUSH_AT:
+                link.flush()
+                await link.drain()
+            return
+        raise self.pool.no_server_error(errors)
+
+    # -- other requests -----------------------------------------------------------------------
+
+    def _link(self, server: ServerSpec) -> ServerLink:
+        address = ServerAddress.parse(server)
+        link = self._by_address.get(address)
+        if link is None:
+            raise ArgumentError(f"{address} is not one of this client's servers")
+        return link
+
+    async def _request(
+        self, link: ServerLink, ptype: PacketType, args: tuple[bytes, ...], expect: PacketType
+    ) -> tuple[bytes, ...]:
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        if link.conn is None:
+            health = self.pool.health[link.index]
+            if not health.available():
+                raise self.pool.no_server_error(only=link.index)
+            await link.connect()
+            if link.conn is None:
+                raise ConnectionLost(link.address, "connection lost right after connecting")
+        return await link.send_request(ptype, args, expect)
+
+    async def get_status(
+        self, handle: Job | str | bytes, server: ServerSpec | None = None
+    ) -> JobStatus:
+        """GET_STATUS: ask ``server`` about ``handle`` (or pass the Job itself).
+
+        Handles repeat across servers, so the server is required with a bare handle.
+        """
+        if isinstance(handle, Job):
+            if handle.handle is None or handle.server is None:
+                raise ArgumentError("the job has no handle yet (not acknowledged)")
+            server = server or handle.server
+            handle_b = handle.handle
+        else:
+            handle_b = check_handle(to_bytes(handle, "handle"))
+        if server is None:
+            raise ArgumentError("get_status needs the server the handle belongs to")
+        link = self._link(server)
+        reply = await self._request(link, _T.GET_STATUS, (handle_b,), _T.STATUS_RES)
+        return JobStatus(
+            reply[0], link.address, reply[1] == b"1", reply[2] == b"1",
+            _int(reply[3]), _int(reply[4]),
+        )  # fmt: skip
+
+    async def get_status_unique(
+        self, unique: str | bytes, server: ServerSpec | None = None
+    ) -> UniqueStatus:
+        """GET_STATUS_UNIQUE. Without ``server``, every reachable server is asked and the
+        first that knows the unique (in the order the strategy would route it) answers."""
+        unique_b = check_unique(to_bytes(unique, "unique"))
+        if not unique_b:
+            raise ArgumentError("unique is empty")
+        if server is not None:
+            link = self._link(server)
+            links = [link]
+        else:
+            links = [self._links[i] for i in self.pool.candidates(unique_b)]
+            if not links:
+                raise self.pool.no_server_error()
+        replies = await asyncio.gather(
+            *(self._request(ln, _T.GET_STATUS_UNIQUE, (unique_b,), _T.STATUS_RES_UNIQUE)
+              for ln in links),
+            return_exceptions=True,
+        )  # fmt: skip
+        errors: dict[int, BaseException] = {}
+        answered: list[tuple[ServerLink, tuple[bytes, ...]]] = []
+        for link, reply in zip(links, replies, strict=True):
+            if isinstance(reply, BaseException):
+                if not isinstance(reply, GearqError):
+                    raise reply
+                errors[link.index] = reply
+            else:
+                answered.append((link, reply))
+        if not answered:
+            if server is not None:
+                raise next(iter(errors.values()))
+            raise self.pool.no_server_error(errors)
+        for link, reply in answered:
+            if reply[1] == b"1":
+                return _unique_status(link.address, reply)
+        return _unique_status(answered[0][0].address, answered[0][1])
+
+    async def echo(self, data: bytes = b"", server: ServerSpec | None = None) -> bytes:
+        """ECHO_REQ: the server sends ``data`` back (default: the first available server)."""
+        if data == HEARTBEAT_TOKEN:
+            raise ArgumentError("that payload is reserved for heartbeats")
+        link = self._pick(server)
+        reply = await self._request(link, _T.ECHO_REQ, (bytes(data),), _T.ECHO_RES)
+        return reply[0]
+
+    async def ping(self, server: ServerSpec | None = None) -> float:
+        """Round-trip time of an ECHO in seconds (connecting first if needed)."""
+        link = self._pick(server)
+        if link.conn is None:
+            await self.echo(b"ping", link.address)
+        loop = self._get_loop()
+        start = loop.time()
+        await self.echo(b"ping", link.address)
+        return loop.time() - start
+
+    def _pick(self, server: ServerSpec | None) -> ServerLink:
+        if server is not None:
+            return self._link(server)
+        candidates = self.pool.candidates()
+        if not candidates:
+            raise self.pool.no_server_error()
+        return self._links[candidates[0]]
+
+    # -- connection events (called by the links) ----------------------------------------------
+
+    def _connected(self, link: ServerLink) -> None:
+        log.info("connected to %s", link.address)
+        self._emit("connect", link.address, None)
+
+    def _handshake_ok(self, link: ServerLink) -> None:
+        # The server answered: only now does it count as healthy again.
+        self.pool.mark_ok(link.index)
+
+    def _connect_failed(self, link: ServerLink, error: ConnectFailed) -> None:
+        pause = self.pool.mark_failed(link.index, error)
+        log.warning("%s; skipping it for %.1f s", error, pause)
+        self._emit("error", link.address, error)
+
+    def _server_error(
+        self, link: ServerLink, error: BaseException, request: Job | Request | None
+    ) -> None:
+        log.warning("%s: request failed: %s", link.address, error)
+        self._emit("error", link.address, error)
+
+    def _link_lost(
+        self,
+        link: ServerLink,
+        error: ConnectionLost | None,
+        pending: Sequence[Job | Request],
+        jobs: Sequence[Job],
+    ) -> None:
+        if error is None and self._closed:
+            reason: BaseException = ClientClosed("the client was closed")
+            log.debug("closed connection to %s", link.address)
+        else:
+            reason = error or ConnectionLost(link.address, "connection closed")
+            pause = self.pool.mark_failed(link.index, reason)
+            log.warning("lost %s: %s; skipping it for %.1f s", link.address, reason, pause)
+        self._emit("disconnect", link.address, error)
+        for item in pending:
+            if isinstance(item, Request):
+                if item.future is not None and not item.future.done():
+                    item.future.set_exception(reason)
+            else:
+                self._job_lost(item, link, reason)
+        for job in jobs:
+            self._job_lost(job, link, reason)
+
+    def _job_lost(self, job: Job, link: ServerLink, reason: BaseException) -> None:
+        if job.done:
+            return
+        if isinstance(reason, ClientClosed):
+            closed = ClientClosed(str(reason), handle=job.handle)
+            job._finish(JobState.ERROR, closed, "error", closed)
+            return
+        if job.resubmit and job.attempts <= len(self._links):
+            job._restart()
+            task = self._get_loop().create_task(self._resubmit(job, link, reason))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._fail_lost(job, link, reason)
+
+    def _fail_lost(self, job: Job, link: ServerLink, reason: BaseException) -> None:
+        if job.handle is None:
+            what = "the connection was lost before the server acknowledged the job"
+            if job.background:
+                what += "; it may or may not exist there"
+        else:
+            what = f"the connection was lost while job {job.handle.decode(errors='replace')} ran"
+        error = JobConnectionLost(link.address, f"{what} ({reason})", handle=job.handle)
+        error.__cause__ = reason
+        job._finish(JobState.ERROR, error, "error", error)
+
+    async def _resubmit(self, job: Job, link: ServerLink, reason: BaseException) -> None:
+        log.info("resubmitting %r (attempt %d) after losing %s", job, job.attempts, link.address)
+        try:
+            await self._send_job(job)
+        except (GearqError, OSError) as exc:
+            self._fail_lost(job, link, exc if isinstance(exc, NoServerAvailable) else reason)
+
+    # -- closing ------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close every connection; jobs still waiting fail with :class:`ClientClosed`."""
+        if self._closed:
+            return
+        self._closed = True
+        for link in self._links:
+            link.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        servers = ",".join(str(s) for s in self.servers)
+        return f"<AsyncClient {servers} {type(self.pool.strategy).__name__}>"
+
+
+def _int(value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def _unique_status(server: ServerAddress, reply: tuple[bytes, ...]) -> UniqueStatus:
+    return UniqueStatus(
+        reply[0], server, reply[1] == b"1", reply[2] == b"1",
+        _int(reply[3]), _int(reply[4]), _int(reply[5]),
+    )  # fmt: skip
+

@@ -1,0 +1,426 @@
+"""One job server as the client sees it: a lazily opened connection, the requests waiting
+for their in-order replies, and the foreground jobs waiting for WORK_* packets.
+
+gearmand answers the requests of one connection strictly in order (JOB_CREATED,
+STATUS_RES, STATUS_RES_UNIQUE, OPTION_RES, ECHO_RES, or an ERROR in place of any of them),
+so a deque is all the matching needs. Everything that would get no answer is refused
+before sending, so the deque cannot drift; a reply of the wrong kind aborts the connection
+rather than hand results to the wrong callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Union
+
+from ..net.address import ServerAddress
+from ..net.connection import Connection
+from ..net.errors import ConnectFailed, ConnectionLost
+from ..protocol.codec import encode_request
+from ..protocol.packets import Packet, PacketType
+from .errors import ClientClosed, JobException, JobFailed, QueueFull, ServerRejected
+from .job import Job, JobState
+from .wire import ClientConnection
+
+if TYPE_CHECKING:
+    from .client import AsyncClient
+
+__all__ = ["Request", "ServerLink"]
+
+log = logging.getLogger("gearq.client")
+
+_T = PacketType
+_JOB_CREATED = _T.JOB_CREATED
+_WORK_COMPLETE = _T.WORK_COMPLETE
+_WORK_DATA = _T.WORK_DATA
+_WORK_WARNING = _T.WORK_WARNING
+_WORK_STATUS = _T.WORK_STATUS
+_WORK_FAIL = _T.WORK_FAIL
+_WORK_EXCEPTION = _T.WORK_EXCEPTION
+_ERROR = _T.ERROR
+_REPLIES = frozenset({_T.STATUS_RES, _T.STATUS_RES_UNIQUE, _T.OPTION_RES, _T.ECHO_RES})
+_TERMINAL = frozenset({_WORK_COMPLETE, _WORK_FAIL, _WORK_EXCEPTION})
+_PENDING = JobState.PENDING
+
+# Above this many buffered bytes a submit flushes at once instead of at the end of the
+# loop iteration, then lets the loop run once (so replies are read while a long burst of
+# submits is still being written, as a windowed pipeline would) and waits if the socket is
+# backed up.
+FLUSH_AT = 64 * 1024
+
+
+class Request:
+    """A non-submit request waiting for its reply; ``future`` None: the connect handshake."""
+
+    __slots__ = ("expect", "future")
+
+    def __init__(self, expect: PacketType, future: asyncio.Future[tuple[bytes, ...]] | None):
+        self.expect = expect
+        self.future = future
+
+
+class _Group:
+    """Several jobs of this connection coalesced onto one handle.
+
+    gearmand then sends every WORK_* packet once per attached submit, back to back, so
+    copy k of a packet belongs to job k.
+    """
+
+    __slots__ = ("cursor", "jobs")
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+        self.cursor = 0
+
+
+_Pending = Union[Job, Request]  # noqa: UP007 (a runtime alias on 3.10)
+
+
+def _int(value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+class ServerLink:
+    """The client's state for one server."""
+
+    __slots__ = (
+        "_flush_handle",
+        "_flush_later",
+        "_loop",
+        "_lost_error",
+        "_open_task",
+        "address",
+        "client",
+        "conn",
+        "index",
+        "jobs",
+        "pending",
+        "wbuf",
+        "wsize",
+    )
+
+    def __init__(self, client: AsyncClient, index: int, address: ServerAddress) -> None:
+        self.client = client
+        self.index = index
+        self.address = address
+        self.conn: Connection | None = None
+        self.pending: deque[_Pending] = deque()
+        self.jobs: dict[bytes, Job | _Group] = {}
+        self.wbuf: list[bytes] = []
+        self.wsize = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._flush_later = False
+        self._open_task: asyncio.Task[None] | None = None
+        self._lost_error: ConnectionLost | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the connection unless it is open. Raises :class:`ConnectFailed`."""
+        if self.conn is not None:
+            return
+        task = self._open_task
+        if task is None:
+            task = self._open_task = asyncio.get_running_loop().create_task(self._open())
+            # Retrieved here too, so a failure that every waiter gave up on is not logged
+            # as "never retrieved".
+            task.add_done_callback(_retrieve)
+        # Shielded: one caller giving up must not abort the connect the others wait for.
+        await asyncio.shield(task)
+
+    async def _open(self) -> None:
+        client = self.client
+        try:
+            conn = await ClientConnection.open(
+                self.address, client.options, self._on_packet, self._on_lost
+            )
+            if not conn.is_open:
+                raise ConnectFailed(self.address, "closed while connecting")
+        except ConnectFailed as exc:
+            client._connect_failed(self, exc)
+            raise
+        finally:
+            self._open_task = None
+        if client.closed:
+            conn.close()
+            raise ClientClosed("the client was closed while connecting")
+        self._loop = asyncio.get_running_loop()
+        assert isinstance(conn, ClientConnection)
+        conn.on_created = self.created
+        conn.on_complete = self.complete
+        self.conn = conn
+        self._lost_error = None
+        # Pipelined ahead of any submit: the server applies them first, no round trip.
+        self.pending.append(Request(_T.OPTION_RES, None))
+        self.write(client._hello)
+        client._connected(self)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes; they go out together at the end of this loop iteration."""
+        self.wbuf.append(data)
+        self.wsize += len(data)
+        if self._flush_handle is None:
+            loop = self._loop
+            assert loop is not None
+            self._flush_handle = loop.call_soon(self._scheduled_flush)
+
+    def send_job(self, job: Job, packet: bytes) -> None:
+        self.pending.append(job)
+        self.write(packet)
+
+    def send_request(
+        self, ptype: PacketType, args: tuple[bytes, ...], expect: PacketType
+    ) -> asyncio.Future[tuple[bytes, ...]]:
+        assert self._loop is not None
+        fut: asyncio.Future[tuple[bytes, ...]] = self._loop.create_future()
+        self.pending.append(Request(expect, fut))
+        self.write(encode_request(ptype, *args))
+        return fut
+
+    def _scheduled_flush(self) -> None:
+        if self._flush_later:
+            # Wake-ups were queued behind this call: step behind them (once per read).
+            self._flush_later = False
+            self._flush_handle = self._loop.call_soon(  # type: ignore[union-attr]
+                self._scheduled_flush
+            )
+            return
+        self._flush_handle = None
+        self.flush()
+
+    def flush(self) -> None:
+        self._flush_later = False
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        buf = self.wbuf
+        if not buf:
+            return
+        data = buf[0] if len(buf) == 1 else b"".join(buf)
+        buf.clear()
+        self.wsize = 0
+        conn = self.conn
+        if conn is not None:
+            # On failure _on_lost fails what was waiting.
+            with contextlib.suppress(ConnectionLost):
+                conn.send(data)
+
+    async def drain(self) -> None:
+        await asyncio.sleep(0)
+        conn = self.conn
+        if conn is not None:
+            with contextlib.suppress(ConnectionLost):
+                await conn.drain()
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def _on_packet(self, packet: Packet) -> None:
+        t = packet.type
+        args = packet.args
+        if t is _JOB_CREATED:
+            self.created(args[0])
+        elif t is _WORK_COMPLETE:
+            self.complete(args[0], args[1])
+        elif t is _WORK_DATA or t is _WORK_STATUS or t is _WORK_WARNING:
+            entry = self.jobs.get(args[0])
+            if entry is None:
+                return
+            if entry.__class__ is Job:
+                self._deliver(entry, t, args)
+            else:
+                self._group_packet(args[0], entry, t, args)  # type: ignore[arg-type]
+        elif t is _WORK_FAIL or t is _WORK_EXCEPTION:
+            handle = args[0]
+            entry = self.jobs.get(handle)
+            if entry is None:
+                return
+            if entry.__class__ is Job:
+                del self.jobs[handle]
+                self._deliver(entry, t, args)
+            else:
+                self._group_packet(handle, entry, t, args)  # type: ignore[arg-type]
+        elif t in _REPLIES:
+            self._on_reply(t, args)
+        elif t is _ERROR:
+            self._on_error(args[0], args[1])
+        else:
+            log.warning("%s: unexpected %s packet ignored", self.address, t.name)
+
+    def created(self, handle: bytes) -> None:
+        """JOB_CREATED: the hot path, with the common case inlined (the oldest request is
+        a submit still waiting)."""
+        pending = self.pending
+        job = pending[0] if pending else None
+        if job.__class__ is Job and job.state is _PENDING:
+            pending.popleft()
+            if job.background or self.jobs.setdefault(handle, job) is job:
+                job._set_created(handle, self.address)
+            else:
+                self._on_created(handle, job)  # coalesced with a job of ours
+        else:
+            self._on_created(handle)
+
+    def complete(self, handle: bytes, result: bytes) -> None:
+        """WORK_COMPLETE: the other packet every foreground job gets."""
+        entry = self.jobs.pop(handle, None)
+        if entry is None:
+            return  # finished, timed out, or never ours: ignore
+        if entry.__class__ is Job:
+            entry._complete(result)
+        else:
+            self.jobs[handle] = entry
+            self._group_packet(handle, entry, _WORK_COMPLETE, (handle, result))  # type: ignore[arg-type]
+        # The flush goes behind the wake-ups of the waiters of the jobs completed in this
+        # read, so what they submit next leaves in one write, in the same loop iteration,
+        # instead of one write per job or a loop iteration later.
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(  # type: ignore[union-attr]
+                self._scheduled_flush
+            )
+        else:
+            self._flush_later = True
+
+    def _on_created(self, handle: bytes, job: _Pending | None = None) -> None:
+        if job is None:
+            if not self.pending:
+                self._desync(f"JOB_CREATED {handle!r} with no submit pending")
+                return
+            job = self.pending.popleft()
+        if job.__class__ is not Job:
+            self.pending.appendleft(job)  # failed with the rest when the connection drops
+            self._desync(f"JOB_CREATED {handle!r} where {_describe(job)} was due")
+            return
+        assert isinstance(job, Job)
+        if job.background:
+            if job.state is _PENDING:
+                job._set_created(handle, self.address)
+            return
+        # Registered even if the job already timed out: with coalesced submits the number
+        # of attached jobs decides which copy of each packet is whose.
+        jobs = self.jobs
+        entry = jobs.get(handle)
+        if entry is None:
+            jobs[handle] = job
+        elif entry is job:
+            pass
+        elif entry.__class__ is Job:
+            jobs[handle] = _Group([entry, job])
+        else:
+            entry.jobs.append(job)  # type: ignore[union-attr]
+        if job.state is _PENDING:
+            job._set_created(handle, self.address)
+        else:
+            job.handle = handle
+            job.server = self.address
+
+    def _group_packet(
+        self, handle: bytes, group: _Group, t: PacketType, args: tuple[bytes, ...]
+    ) -> None:
+        job = group.jobs[group.cursor]
+        group.cursor = (group.cursor + 1) % len(group.jobs)
+        if t in _TERMINAL and group.cursor == 0:
+            del self.jobs[handle]
+        self._deliver(job, t, args)
+
+    def _deliver(self, job: Job, t: PacketType, args: tuple[bytes, ...]) -> None:
+        if t is _WORK_COMPLETE:
+            job._complete(args[1])
+        elif t is _WORK_DATA:
+            job._on_data(args[1])
+        elif t is _WORK_STATUS:
+            job._on_status(_int(args[1]), _int(args[2]))
+        elif t is _WORK_WARNING:
+            job._on_warning(args[1])
+        elif t is _WORK_FAIL:
+            error = JobFailed("the job failed", server=self.address, handle=args[0])
+            job._finish(JobState.FAILED, error, "fail", None)
+        elif t is _WORK_EXCEPTION:
+            exc = JobException(args[1], server=self.address, handle=args[0])
+            job._finish(JobState.EXCEPTION, exc, "exception", args[1])
+
+    def _on_reply(self, t: PacketType, args: tuple[bytes, ...]) -> None:
+        if not self.pending:
+            self._desync(f"{t.name} with no request pending")
+            return
+        item = self.pending[0]
+        if item.__class__ is not Request or item.expect is not t:
+            # Left in the deque, so dropping the connection fails it with the rest.
+            self._desync(f"{t.name} where {_describe(item)} was due")
+            return
+        self.pending.popleft()
+        assert isinstance(item, Request)
+        if item.future is None:
+            self.client._handshake_ok(self)
+        elif not item.future.done():
+            item.future.set_result(args)
+
+    def _on_error(self, code: bytes, text: bytes) -> None:
+        code_s = code.decode("ascii", "replace")
+        text_s = text.decode("utf-8", "replace")
+        cls = QueueFull if code == b"QUEUE_ERROR" else ServerRejected
+        error = cls(self.address, code_s, text_s)
+        # gearmand answers in order, so the ERROR stands for the oldest request's reply.
+        item = self.pending.popleft() if self.pending else None
+        if isinstance(item, Job):
+            if item.state is _PENDING:
+                item._finish(JobState.ERROR, error, "error", error)
+        elif isinstance(item, Request) and item.future is not None and not item.future.done():
+            item.future.set_exception(error)
+        self.client._server_error(self, error, item)
+
+    def _desync(self, what: str) -> None:
+        log.error("%s: protocol out of step (%s); dropping the connection", self.address, what)
+        self._lost_error = ConnectionLost(self.address, f"protocol out of step: {what}")
+        if self.conn is not None:
+            self.conn.abort()
+
+    # -- losing the connection ----------------------------------------------------------------
+
+    def _on_lost(self, conn: Connection, error: ConnectionLost | None) -> None:
+        if conn is not self.conn:
+            return
+        self.conn = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self.wbuf.clear()
+        self.wsize = 0
+        error = error or self._lost_error
+        self._lost_error = None
+        pending = list(self.pending)
+        self.pending.clear()
+        jobs: list[Job] = []
+        for entry in self.jobs.values():
+            if isinstance(entry, Job):
+                jobs.append(entry)
+            else:
+                jobs.extend(entry.jobs)
+        self.jobs.clear()
+        self.client._link_lost(self, error, pending, jobs)
+
+    def close(self) -> None:
+        """Close on purpose, after sending what is buffered. A connect in progress is
+        left to finish (its waiters then get ClientClosed, not a stray CancelledError)."""
+        if self.conn is not None:
+            self.flush()
+            self.conn.close()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _describe(item: _Pending) -> str:
+    if isinstance(item, Job):
+        return "a JOB_CREATED"
+    return f"a {item.expect.name}"
