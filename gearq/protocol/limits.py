@@ -44,7 +44,7 @@ def check_function(name: bytes) -> bytes:
     if len(name) > MAX_FUNCTION:
         raise ArgumentError(f"function name is {len(name)} bytes, the limit is {MAX_FUNCTION}")
     # Whitespace would make the admin protocol's space-separated replies ambiguous.
-    if b"\0" in name or any(c in name for c in b" \t\r\n"):
+    if 0 in name or any(c in name for c in b" \t\r\n"):
         raise ArgumentError(f"function name {name!r} contains NUL or whitespace")
     return name
 
@@ -56,7 +56,7 @@ def check_unique(unique: bytes) -> bytes:
             f"unique id is {len(unique)} bytes, gearmand keeps at most {MAX_UNIQUE}"
             " (hash longer keys)"
         )
-    if b"\0" in unique:
+    if 0 in unique:
         raise ArgumentError(f"unique id {unique!r} contains a NUL byte")
     return unique
 
@@ -65,7 +65,7 @@ def check_handle(handle: bytes) -> bytes:
     """A job handle: 1 to 63 bytes, no NUL or whitespace."""
     if not handle or len(handle) > MAX_HANDLE:
         raise ArgumentError(f"job handle must be 1 to {MAX_HANDLE} bytes, got {len(handle)}")
-    if b"\0" in handle or any(c in handle for c in b" \t\r\n"):
+    if 0 in handle or any(c in handle for c in b" \t\r\n"):
         raise ArgumentError(f"job handle {handle!r} contains NUL or whitespace")
     return handle
 
@@ -83,6 +83,6 @@ def check_client_id(client_id: bytes) -> bytes:
     """A client id that shows up readably in the admin ``workers`` list."""
     if not client_id or len(client_id) > MAX_CLIENT_ID:
         raise ArgumentError(f"client id must be 1 to {MAX_CLIENT_ID} bytes")
-    if b"\0" in client_id or any(c in client_id for c in b" \t\r\n"):
+    if 0 in client_id or any(c in client_id for c in b" \t\r\n"):
         raise ArgumentError(f"client id {client_id!r} contains NUL or whitespace")
     return client_id
