@@ -1,0 +1,449 @@
+"""One worker connection: a server, a group of functions, and its grab loop.
+
+The grab loop, per connection::
+
+    ACTIVE   --GRAB_JOB_UNIQ (one per free slot, up to the window)-->  JOB_ASSIGN_UNIQ / NO_JOB
+    NO_JOB   --> DRAINED: no new GRABs; once all are answered, PRE_SLEEP --> SLEEPING
+    SLEEPING --NOOP, or the poll timer--> ACTIVE
+
+The poll timer exists because gearmand 1.1.20 never wakes a worker when an epoch job falls
+due, and sometimes strands jobs ("stuck jobs", gearmand #343). A future epoch job can also
+make gearmand answer PRE_SLEEP with an immediate NOOP while GRAB keeps giving NO_JOB; wakes
+that find nothing therefore back off, exponentially, up to the poll interval.
+
+Slots are the worker's (see ``worker.py``): every outstanding GRAB holds one, because it may
+come back with a job that must then be started at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from ..net.address import ServerAddress
+from ..net.connection import Connection
+from ..net.errors import ConnectFailed, ConnectionLost
+from ..net.recover import ServerHealth
+from ..protocol.codec import encode_request
+from ..protocol.packets import REQ, Packet, PacketType
+from .job import _WORK_COMPLETE, COMPLETE, _answer_lock, _pack
+
+if TYPE_CHECKING:
+    from .job import Job
+    from .worker import AsyncWorker, _Function
+
+__all__ = ["Link"]
+
+log = logging.getLogger("gearq.worker")
+
+_T = PacketType
+_JOB_ASSIGN_UNIQ = _T.JOB_ASSIGN_UNIQ
+_NO_JOB = _T.NO_JOB
+_NOOP = _T.NOOP
+_GRAB = encode_request(_T.GRAB_JOB_UNIQ)
+_PRE_SLEEP = encode_request(_T.PRE_SLEEP)
+_RESET_ABILITIES = encode_request(_T.RESET_ABILITIES)
+_SYNC_TOKEN = b"gearq-worker-sync-"
+# Answered once gearmand has read the registration in front of it (it answers in order).
+_REGISTERED = b"gearq-worker-registered"
+_REGISTERED_ECHO = encode_request(_T.ECHO_REQ, _REGISTERED)
+
+# Link states.
+DOWN = 0
+ACTIVE = 1
+DRAINED = 2
+SLEEPING = 3
+STOPPING = 4
+
+# Wakes that find no job: this many are answered at once, then each waits twice as long as
+# the one before, from SPIN_BASE up to the poll interval. Losing a race for a job to another
+# worker looks the same, and costs at most a few milliseconds before the streak resets.
+SPIN_FREE = 3
+SPIN_BASE = 0.001
+# A connection that lived this long counts as a success: a drop is retried at once.
+STABLE_AFTER = 1.0
+
+
+class _Connection(Connection):
+    """A connection that holds back its link's writes while it hands out received packets,
+    then writes them in one go: a batch of jobs run inline costs one send, not two loop
+    iterations."""
+
+    link: Link | None = None
+
+    def data_received(self, data: bytes) -> None:
+        link = self.link
+        if link is None:
+            super().data_received(data)
+            return
+        link.corked = True
+        try:
+            super().data_received(data)
+        finally:
+            link.corked = False
+            if link._out:
+                link.flush()
+
+
+class Link:
+    """A connection to ``address`` serving ``functions``, reconnected for as long as it runs."""
+
+    def __init__(
+        self, worker: AsyncWorker, address: ServerAddress, functions: dict[bytes, _Function]
+    ) -> None:
+        self.worker = worker
+        self.address = address
+        self.functions = functions
+        self.loop = worker.loop
+        self.thread_id = worker.thread_id
+        self.health = ServerHealth(address, worker.recover)
+        self.conn: Connection | None = None
+        self.registered = False
+        self.gen = 0  # bumped per connection: a job is only ever answered on its own
+        self.state = DOWN
+        self.grabs = 0
+        self.window = worker.grab_window
+        # GRABs allowed out now: 1 after a wake, growing by one per job up to the window, so
+        # an idle connection woken for one job sends one GRAB, not a window of them.
+        self.limit = 1
+        self.queued = False  # in the worker's queue of links waiting for a slot
+        self.held: dict[bytes, Job] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.corked = False
+        self._out: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._timer_noop = False
+        self._streak = 0  # wakes in a row that found no job
+        self._woken_by_noop = False
+        self._sent_grabs = 0
+        self._sync_marks: dict[bytes, int] = {}
+        self._sync_seq = 0
+        self._lost: asyncio.Future[None] | None = None
+        self.registration = b"".join(
+            [encode_request(_T.SET_CLIENT_ID, worker.client_id)]
+            # gearmand lists (and hands out) functions last-registered-first; registering
+            # in reverse makes the first registered function the first one served.
+            + [encode_request(_T.CAN_DO, name) for name in reversed(list(functions))]
+            + [_REGISTERED_ECHO]
+        )
+
+    def __repr__(self) -> str:
+        names = b",".join(self.functions).decode(errors="replace")
+        return f"<Link {self.address} [{names}] state={self.state} grabs={self.grabs}>"
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes; everything queued in one loop iteration goes out in one write."""
+        self._out.append(data)
+        if self._flush_handle is None and not self.corked:
+            self._flush_handle = self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        conn = self.conn
+        if conn is not None:
+            # On failure on_lost has run or will run, and gearmand requeues the jobs.
+            with contextlib.suppress(ConnectionLost):
+                conn.send(data)
+
+    def send_final(self, job: Job, packet: bytes) -> None:
+        """Write a job's final answer (on the loop). Dropped if its connection is gone."""
+        if job._final_sent:
+            return
+        job._final_sent = True
+        if job._gen != self.gen or self.conn is None:
+            return  # a job is only ever answered on the connection that holds it
+        self.held.pop(job.handle, None)
+        self.worker._count_answer(job._answer)
+        self.write(packet)
+
+    def complete(self, job: Job, result: bytes) -> None:
+        """``job.complete(result)`` for the loop thread, without the detours."""
+        lock = _answer_lock
+        lock.acquire()
+        if job._answer:
+            lock.release()
+            return
+        job._answer = COMPLETE
+        lock.release()
+        job._final_sent = True
+        if job._gen != self.gen or self.conn is None:
+            return
+        handle = job.handle
+        self.held.pop(handle, None)
+        self.worker.stats.completed += 1
+        self.write(
+            _pack(REQ, _WORK_COMPLETE, len(handle) + 1 + len(result)) + handle + b"\0" + result
+        )
+
+    def send_progress(self, job: Job, packet: bytes) -> None:
+        if job._final_sent or job._gen != self.gen or self.conn is None:
+            return
+        self.write(packet)
+
+    # -- connection lifecycle --------------------------------------------------------------
+
+    async def supervise(self) -> None:
+        """Connect, serve until the connection drops, then reconnect with the recover time."""
+        worker = self.worker
+        while not worker.stopping:
+            delay = self.health.retry_in()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                if worker.stopping:
+                    break
+            try:
+                conn = await _Connection.open(
+                    self.address, worker.options, self._on_packet, self._on_lost
+                )
+            except ConnectFailed as exc:
+                pause = self.health.mark_failed()
+                log.warning("%s; retrying in %.1f s", exc, pause)
+                continue
+            except Exception:  # whatever it is, this link must live on and retry
+                pause = self.health.mark_failed()
+                log.exception("%s: cannot connect; retrying in %.1f s", self.address, pause)
+                continue
+            assert isinstance(conn, _Connection)
+            if worker.stopping:
+                conn.close()
+                break
+            if not conn.is_open:
+                self.health.mark_failed()
+                continue
+            lost = self.loop.create_future()
+            self._lost = lost
+            started = self.loop.time()
+            self._attach(conn)
+            await lost
+            if worker.stopping:
+                break
+            if self.loop.time() - started >= STABLE_AFTER:
+                self.health.mark_ok()
+            else:
+                self.health.mark_failed()  # a server that drops us at once is not retried hot
+
+    def _attach(self, conn: _Connection) -> None:
+        first = self.gen == 0
+        conn.link = self
+        self.conn = conn
+        self.gen += 1
+        self.state = ACTIVE
+        self.grabs = 0
+        self.limit = 1
+        self._streak = 0
+        self._woken_by_noop = False
+        self._sent_grabs = 0
+        self._sync_marks.clear()
+        self.worker.stats.connects += 1
+        count = len(self.functions)
+        if first:
+            log.debug("%s: connected, registering %d function(s)", self.address, count)
+        else:
+            log.info("%s: reconnected, registering %d function(s)", self.address, count)
+        self.registered = False
+        self.write(self.registration)
+        self.worker._want(self)
+
+    def _on_lost(self, conn: Connection, error: ConnectionLost | None) -> None:
+        if conn is not self.conn:
+            return
+        self.conn = None
+        was_registered, self.registered = self.registered, False
+        self.state = DOWN
+        self._cancel_timer()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._out.clear()
+        grabs, self.grabs = self.grabs, 0
+        held, self.held = self.held, {}
+        if held:
+            # gearmand requeues them (or lost them, if it died); their late answers are
+            # dropped because the job's connection generation is gone.
+            self.worker.stats.jobs_lost += len(held)
+        if error is not None and not self.worker.stopping:
+            log.warning("%s (%d job(s) in hand)", error, len(held))
+        self.worker._link_down(self, grabs, was_registered)
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+
+    def close(self, *, hard: bool) -> None:
+        """Close for a stop: RESET_ABILITIES first when nothing is held (else gearmand
+        would requeue what is), or abort at once when ``hard``."""
+        conn = self.conn
+        self._cancel_timer()
+        if conn is None:
+            return
+        self.state = STOPPING
+        if hard or self.held:
+            self._out.clear()
+            conn.abort()
+            return
+        self.write(_RESET_ABILITIES)
+        self.flush()
+        conn.close()
+
+    # -- grab loop -------------------------------------------------------------------------
+
+    def grab(self) -> None:
+        self.grabs += 1
+        self._sent_grabs += 1
+        self.worker.stats.grabs += 1
+        self.write(_GRAB)
+
+    def stop_grabbing(self) -> None:
+        self._cancel_timer()
+        if self.state is not DOWN:
+            self.state = STOPPING
+
+    def _on_packet(self, packet: Packet) -> None:
+        ptype = packet.type
+        if ptype is _JOB_ASSIGN_UNIQ:
+            self._assigned(*packet.args)
+        elif ptype is _NO_JOB:
+            self._no_job()
+        elif ptype is _NOOP:
+            self._noop()
+        elif ptype is _T.JOB_ASSIGN_ALL:
+            handle, function, unique, _reducer, payload = packet.args
+            self._assigned(handle, function, unique, payload)
+        elif ptype is _T.JOB_ASSIGN:
+            handle, function, payload = packet.args
+            self._assigned(handle, function, b"", payload)
+        elif ptype is _T.ERROR:
+            self._error(packet.args[0], packet.args[1])
+        elif ptype is _T.ECHO_RES:
+            self._echo(packet.args[0])
+        else:
+            log.debug("%s: ignoring unexpected %s", self.address, ptype.name)
+
+    def _assigned(self, handle: bytes, function: bytes, unique: bytes, payload: bytes) -> None:
+        if self.grabs > 0:
+            self.grabs -= 1  # the GRAB's slot now belongs to the job
+        else:  # unasked for: run it all the same, on a slot of its own
+            self.worker._free -= 1
+        self._streak = 0
+        self._woken_by_noop = False  # this wake found work
+        if self.limit < self.window:
+            self.limit += 1
+        if self.state is DRAINED:
+            self.state = ACTIVE  # a job came after a NO_JOB: more may follow
+        worker = self.worker
+        worker._start_job(self, handle, function, unique, payload)
+        if not self.queued and self.grabs < self.limit and self.state is ACTIVE:
+            self.queued = True
+            worker._hungry.append(self)
+            if worker._free > 0:
+                worker._dispatch()
+
+    def _no_job(self) -> None:
+        if self.grabs <= 0:
+            return  # unasked for
+        self.grabs -= 1
+        self.worker.stats.no_jobs += 1
+        if self.state is ACTIVE:
+            self.state = DRAINED
+        self.worker._release_slot()
+        if self.grabs == 0 and self.state is DRAINED:
+            self._sleep()
+
+    def _sleep(self) -> None:
+        if self._woken_by_noop:  # woken by a NOOP, and found nothing
+            self._streak += 1
+        self._woken_by_noop = False
+        self.state = SLEEPING
+        self.write(_PRE_SLEEP)
+        self._set_timer(self.worker.poll_interval, noop=False)
+
+    def _noop(self) -> None:
+        self.worker.stats.noops += 1
+        if self.state is not SLEEPING:
+            return  # a NOOP that crossed a GRAB of ours: that GRAB sees the job
+        streak = self._streak
+        if streak < SPIN_FREE:
+            self._wake(noop=True)
+            return
+        delay = min(self.worker.poll_interval, SPIN_BASE * 2 ** (streak - SPIN_FREE))
+        if self._timer is None or self.loop.time() + delay < self._timer_at:
+            self._set_timer(delay, noop=True)
+        else:
+            self._timer_noop = True
+
+    def _set_timer(self, delay: float, *, noop: bool) -> None:
+        self._cancel_timer()
+        self._timer_at = self.loop.time() + delay
+        self._timer_noop = noop
+        self._timer = self.loop.call_at(self._timer_at, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.state is SLEEPING:
+            if not self._timer_noop:
+                self.worker.stats.polls += 1
+            self._wake(noop=self._timer_noop)
+
+    def _wake(self, *, noop: bool) -> None:
+        self._cancel_timer()
+        self.state = ACTIVE
+        self.limit = 1
+        self._woken_by_noop = noop
+        self.worker._want(self)
+
+    # -- server errors ---------------------------------------------------------------------
+
+    def _error(self, code: bytes, text: bytes) -> None:
+        self.worker.stats.server_errors += 1
+        log.warning(
+            "%s: server error %s: %s",
+            self.address,
+            code.decode(errors="replace"),
+            text.decode(errors="replace"),
+        )
+        if self.grabs and self.conn is not None:
+            # ERROR is not tied to a request. If it answered a GRAB, that GRAB's slot would
+            # be lost for good; an ECHO behind it tells: gearmand answers in order.
+            self._sync_seq += 1
+            token = _SYNC_TOKEN + b"%d" % self._sync_seq
+            self._sync_marks[token] = self._sent_grabs
+            self.write(encode_request(_T.ECHO_REQ, token))
+
+    def _echo(self, token: bytes) -> None:
+        if token == _REGISTERED:
+            if not self.registered and self.conn is not None:
+                self.registered = True
+                self.worker._link_up(self)
+            return
+        mark = self._sync_marks.pop(token, None)
+        if mark is None:
+            return
+        # GRABs sent after the ECHO are answered after it; any other still outstanding
+        # was answered by an ERROR.
+        missing = self.grabs - (self._sent_grabs - mark)
+        if missing <= 0:
+            return
+        log.warning("%s: %d GRAB(s) were answered with an error", self.address, missing)
+        self.grabs -= missing
+        if self.state is ACTIVE:
+            self.state = DRAINED
+        for _ in range(missing):
+            self.worker._release_slot()
+        if self.grabs == 0 and self.state is DRAINED:
+            self._sleep()
