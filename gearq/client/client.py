@@ -609,6 +609,12 @@ class AsyncClient:
             await self._send_job(job)
         except (GearqError, OSError) as exc:
             self._fail_lost(job, link, exc if isinstance(exc, NoServerAvailable) else reason)
+        except asyncio.CancelledError:
+            # close() cancels resubmits; the caller must still learn the job's end.
+            if not job.done:
+                error = ClientClosed("the client was closed while the job was being resubmitted")
+                job._finish(JobState.ERROR, error, "error", error)
+            raise
 
     # -- closing ------------------------------------------------------------------------------
 

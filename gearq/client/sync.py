@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from ..net.address import ServerAddress, ServerSpec
 from ..protocol.errors import GearqError
 from .client import AsyncClient, ClientCallback, ClientEvent
-from .errors import JobTimeout
+from .errors import ClientClosed, JobTimeout
 from .job import Job, JobCallback, JobEvent, JobState, JobStatus, Priority, UniqueStatus
 
 __all__ = ["Client", "SyncJob"]
@@ -265,7 +265,7 @@ class Client:
             return runner, client
         with self._lock:
             if self._closed:
-                raise GearqError("the client is closed")
+                raise ClientClosed("the client is closed")
             if self._runner is None or self._client is None:
                 runner = _LoopThread(f"gearq-client-{os.getpid()}")
                 client = AsyncClient(self._servers, **self._options)

@@ -30,7 +30,7 @@ import socket
 import sys
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -165,7 +165,7 @@ class AsyncWorker:
 
     def __init__(
         self,
-        servers: str | ServerSpec | list[ServerSpec] | None = None,
+        servers: str | ServerSpec | Iterable[ServerSpec] | None = None,
         *,
         concurrency: int = 8,
         client_id: str | None = None,
