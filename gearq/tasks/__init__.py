@@ -118,3 +118,52 @@ __all__ = [
     "register_serializer",
     "split_function_name",
 ]
+
+# --- the task API: apps, tasks, results, canvas (caller side) ------------------------------
+from .app import App, AppConfig, config_from_env
+from .canvas import (
+    ChainResult,
+    GroupResult,
+    PartialSignature,
+    Signature,
+    chain,
+    group,
+)
+from .options import TaskOptions, retry_delay
+from .result import (
+    AsyncResult,
+    BackgroundResult,
+    BackgroundStatus,
+    NoWorkerAvailable,
+    PendingTasksWarning,
+    ResultNotKept,
+    TaskFailed,
+    TaskState,
+    TaskTimeout,
+)
+from .task import AsyncTask, Task
+
+__all__ += [
+    "App",
+    "AppConfig",
+    "AsyncResult",
+    "AsyncTask",
+    "BackgroundResult",
+    "BackgroundStatus",
+    "ChainResult",
+    "GroupResult",
+    "NoWorkerAvailable",
+    "PartialSignature",
+    "PendingTasksWarning",
+    "ResultNotKept",
+    "Signature",
+    "Task",
+    "TaskFailed",
+    "TaskOptions",
+    "TaskState",
+    "TaskTimeout",
+    "chain",
+    "config_from_env",
+    "group",
+    "retry_delay",
+]

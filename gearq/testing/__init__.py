@@ -24,3 +24,22 @@ __all__ = [
     "in_ci",
     "pick_free_port",
 ]
+
+# A real worker on a real server for users' tests (pytest fixtures: gearq.testing.pytest_plugin).
+from .fixtures import (
+    ServerFactory,
+    WorkerThread,
+    default_server_kind,
+    running_server,
+    running_worker,
+    server_factory,
+)
+
+__all__ += [
+    "ServerFactory",
+    "WorkerThread",
+    "default_server_kind",
+    "running_server",
+    "running_worker",
+    "server_factory",
+]

@@ -1,0 +1,439 @@
+"""Tasks through the whole task layer: ``.delay()`` + ``get()``, beside pygearman and raw loops.
+
+Throughput (S2): ``--tasks`` calls of a trivial task (echo a 100-byte ``bytes`` argument),
+``--in-flight`` (1,000) outstanding at any time, one worker process, until the last result
+is back. Each system runs against a fresh gearmand started with the same flags (printed at
+the top), in interleaved rounds; figures are medians.
+
+* ``gearq``: ``echo.delay(payload)`` / ``result.get()`` from a plain thread (the app's loop
+  thread submits and reads), served by a ``TaskWorker`` process (``--concurrency`` slots,
+  ``pool="inline"``). The whole layer: call envelope, task id, result envelope, AsyncResult.
+* ``gearq-async``: the same with ``await echo.adelay(payload)`` / ``await result`` from
+  1,000 coroutines.
+* ``raw-8``: ``benchmarks.raw``: a raw pipelined client (no envelope) and the raw echo
+  worker keeping 8 GRAB_JOB_UNIQ outstanding.
+* ``pygearman``: pygearman 0.2.6's client (``submit_multiple_jobs`` of ``--in-flight``) and
+  worker.
+
+Latency (S1): ``--latency-tasks`` round trips one after another (submit, wait for the
+result), beside the raw client with the raw worker keeping 1 GRAB outstanding (``raw-1``):
+``gearq`` is ``echo.delay(p).get()`` from a plain thread (two thread hand-offs: to the app's
+loop thread and back), ``gearq-async`` is ``await (await echo.adelay(p))`` on the caller's
+loop; both with the same TaskWorker. p50 and p99 in microseconds.
+
+CPU columns: microseconds of CPU per task of the client process, the worker process and
+gearmand (from /proc). Targets (issue 5): gearq >= 8x pygearman and >= 0.4x raw-8;
+gearq p50 <= 1.3x the raw 1-GRAB loop's.
+
+    python -m benchmarks.bench_tasks                 # 3 rounds, 20,000 tasks
+    python -m benchmarks.bench_tasks --quick         # 1 round, 5,000 tasks
+    python -m benchmarks.bench_tasks --flags="-t 1" --systems gearq,raw-8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks.raw import (  # noqa: E402
+    SUBMIT_JOB,
+    WORK_COMPLETE,
+    _packet,
+    _Reader,
+    connect,
+    raw_foreground,
+    start_raw_worker,
+)
+from gearq.testing import GearmandProcess  # noqa: E402
+
+TASK = "bench.echo"
+PYG_FUNCTION = b"bench_echo"
+PAYLOAD = b"x" * 100
+SYSTEMS = ("gearq", "gearq-async", "raw-8", "pygearman")
+_CLK = os.sysconf("SC_CLK_TCK")
+
+
+def make_app(address: str):  # type: ignore[no-untyped-def]
+    from gearq.tasks import App
+
+    app = App("bench", servers=address, env=False)
+
+    @app.task(name=TASK)
+    def echo(data: bytes) -> bytes:
+        return data
+
+    return app, echo
+
+
+# -- worker processes (the --serve side) -----------------------------------------------------
+
+
+def _serve_gearq(address: str, concurrency: int, pool: str) -> None:
+    app, _ = make_app(address)
+
+    async def main() -> None:
+        worker = app.worker(concurrency=concurrency, pool=pool, grab_window=concurrency)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(worker.stop(False)))
+        task = asyncio.ensure_future(worker.run())
+        await worker.wait_ready(10)
+        print("ready", flush=True)
+        await task
+
+    asyncio.run(main())
+
+
+def _serve_pygearman(address: str) -> None:
+    import gearman  # type: ignore[import-untyped]  # pygearman 0.2.6
+
+    worker = gearman.GearmanWorker([address])
+    worker.register_task(PYG_FUNCTION, lambda _worker, job: job.data)
+
+    def stop(*_: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    print("ready", flush=True)
+    worker.work(poll_timeout=1.0)
+
+
+class _WorkerProcess:
+    def __init__(self, args: list[str]) -> None:
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.bench_tasks", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            self.stop()
+            raise RuntimeError(f"worker {args} did not start: {line!r}")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+
+
+def _cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+
+def gearq_blocking(address: str, tasks: int, in_flight: int) -> float:
+    app, echo = make_app(address)
+    for _ in range(100):  # warm up: connection, caches
+        echo.delay(PAYLOAD).get(timeout=30)
+    start = time.perf_counter()
+    pending = collections.deque(echo.delay(PAYLOAD) for _ in range(min(in_flight, tasks)))
+    sent = len(pending)
+    done = 0
+    while pending:
+        if pending.popleft().get(timeout=60) != PAYLOAD:
+            raise RuntimeError("wrong result")
+        done += 1
+        if sent < tasks:
+            pending.append(echo.delay(PAYLOAD))
+            sent += 1
+    elapsed = time.perf_counter() - start
+    app.close()
+    return elapsed
+
+
+def gearq_async(address: str, tasks: int, in_flight: int) -> float:
+    app, echo = make_app(address)
+
+    async def main() -> float:
+        for _ in range(100):
+            await (await echo.adelay(PAYLOAD))
+        todo = iter(range(tasks))
+
+        async def lane() -> None:
+            for _ in todo:
+                result = await echo.adelay(PAYLOAD)
+                if await result != PAYLOAD:
+                    raise RuntimeError("wrong result")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(in_flight)))
+        elapsed = time.perf_counter() - start
+        await app.aclose()
+        return elapsed
+
+    return asyncio.run(main())
+
+
+def raw_client(address: str, tasks: int, in_flight: int) -> float:
+    done, elapsed = raw_foreground(address, PYG_FUNCTION, PAYLOAD, [b""] * tasks, in_flight)
+    if done != tasks:
+        raise RuntimeError("raw client lost jobs")
+    return elapsed
+
+
+def pygearman_client(address: str, tasks: int, in_flight: int) -> float:
+    import gearman  # type: ignore[import-untyped]
+
+    client = gearman.GearmanClient([address])
+    start = time.perf_counter()
+    done = 0
+    for i in range(0, tasks, in_flight):
+        batch = [
+            {"task": PYG_FUNCTION, "data": PAYLOAD, "unique": b"u%d" % j}
+            for j in range(i, min(i + in_flight, tasks))
+        ]
+        requests = client.submit_multiple_jobs(batch, wait_until_complete=True, poll_timeout=600)
+        done += sum(1 for r in requests if r.result == PAYLOAD)
+    elapsed = time.perf_counter() - start
+    client.shutdown()
+    if done != tasks:
+        raise RuntimeError(f"pygearman: {done} of {tasks}")
+    return elapsed
+
+
+# -- one measurement -------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    rate: float
+    client_us: float
+    worker_us: float
+    server_us: float
+
+
+def _worker_args(system: str, address: str, args: argparse.Namespace) -> list[str] | None:
+    if system.startswith("gearq"):
+        return ["--serve", "gearq", "--address", address, "--concurrency",
+                str(args.concurrency), "--pool", args.pool]  # fmt: skip
+    if system == "pygearman":
+        return ["--serve", "pygearman", "--address", address]
+    return None
+
+
+CLIENTS: dict[str, Callable[[str, int, int], float]] = {
+    "gearq": gearq_blocking,
+    "gearq-async": gearq_async,
+    "raw-8": raw_client,
+    "pygearman": pygearman_client,
+}
+
+
+def throughput(system: str, args: argparse.Namespace) -> Row:
+    with GearmandProcess(args.flags, verbose="ERROR") as server:
+        worker_args = _worker_args(system, server.address, args)
+        if worker_args is not None:
+            worker = _WorkerProcess(worker_args)
+            worker_pid = worker.pid
+        else:
+            raw = start_raw_worker(server.address, PYG_FUNCTION, grabs=8)
+            worker_pid = raw.pid
+        try:
+            tasks = args.tasks if system != "pygearman" else max(1000, args.tasks // 4)
+            c0, w0, s0 = time.process_time(), _cpu(worker_pid), _cpu(server.pid)
+            elapsed = CLIENTS[system](server.address, tasks, args.in_flight)
+            c1, w1, s1 = time.process_time(), _cpu(worker_pid), _cpu(server.pid)
+        finally:
+            if worker_args is not None:
+                worker.stop()
+            else:
+                raw.stop()
+    return Row(
+        tasks / elapsed,
+        (c1 - c0) / tasks * 1e6,
+        (w1 - w0) / tasks * 1e6,
+        (s1 - s0) / tasks * 1e6,
+    )
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return ordered[len(ordered) // 2] * 1e6, ordered[int(len(ordered) * 0.99)] * 1e6
+
+
+def latency_raw(address: str, count: int) -> list[float]:
+    sock = connect(address)
+    reader = _Reader(sock)
+    fn = PYG_FUNCTION
+    packet = _packet(SUBMIT_JOB, fn + b"\0\0" + PAYLOAD)
+    samples = []
+    for i in range(count + 100):
+        start = time.perf_counter()
+        sock.sendall(packet)
+        done = False
+        while not done:
+            for ptype, _body in reader.read():
+                if ptype == WORK_COMPLETE:
+                    done = True
+        if i >= 100:
+            samples.append(time.perf_counter() - start)
+    sock.close()
+    return samples
+
+
+def latency_gearq(address: str, count: int) -> list[float]:
+    app, echo = make_app(address)
+    samples = []
+    for i in range(count + 100):
+        start = time.perf_counter()
+        echo.delay(PAYLOAD).get(timeout=30)
+        if i >= 100:
+            samples.append(time.perf_counter() - start)
+    app.close()
+    return samples
+
+
+def latency_gearq_async(address: str, count: int) -> list[float]:
+    app, echo = make_app(address)
+
+    async def main() -> list[float]:
+        samples = []
+        for i in range(count + 100):
+            start = time.perf_counter()
+            await (await echo.adelay(PAYLOAD))
+            if i >= 100:
+                samples.append(time.perf_counter() - start)
+        await app.aclose()
+        return samples
+
+    return asyncio.run(main())
+
+
+def latency(system: str, args: argparse.Namespace) -> tuple[float, float]:
+    with GearmandProcess(args.flags, verbose="ERROR") as server:
+        if system == "raw-1":
+            raw = start_raw_worker(server.address, PYG_FUNCTION, grabs=1)
+            try:
+                return _percentiles(latency_raw(server.address, args.latency_tasks))
+            finally:
+                raw.stop()
+        worker = _WorkerProcess(_worker_args("gearq", server.address, args) or [])
+        measure = latency_gearq_async if system == "gearq-async" else latency_gearq
+        try:
+            return _percentiles(measure(server.address, args.latency_tasks))
+        finally:
+            worker.stop()
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", choices=["gearq", "pygearman"], help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--in-flight", type=int, default=1000)
+    parser.add_argument("--latency-tasks", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=32, help="gearq worker slots")
+    parser.add_argument("--pool", default="inline", choices=["inline", "threads"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--flags", default="", help="extra gearmand flags, e.g. '-t 1'")
+    parser.add_argument("--quick", action="store_true", help="5,000 tasks, one round")
+    args = parser.parse_args(argv)
+    if args.serve == "gearq":
+        _serve_gearq(args.address, args.concurrency, args.pool)
+        return 0
+    if args.serve == "pygearman":
+        _serve_pygearman(args.address)
+        return 0
+    if args.quick:
+        args.tasks, args.rounds, args.latency_tasks = 5000, 1, 1000
+    args.flags = shlex.split(args.flags)
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if "pygearman" in systems:
+        try:
+            import gearman  # type: ignore[import-untyped]  # noqa: F401
+        except ImportError:
+            print("pygearman is not installed (pip install pygearman==0.2.6): skipped")
+            systems.remove("pygearman")
+
+    with GearmandProcess(args.flags, verbose="ERROR") as probe:
+        command = " ".join(probe.command()).replace(str(probe.port), "PORT")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(f"gearmand command (a fresh server per run): {command}")
+    print(
+        f"{args.tasks} tasks (pygearman: a quarter), {args.in_flight} in flight, payload"
+        f" {len(PAYLOAD)} bytes, gearq worker: TaskWorker concurrency={args.concurrency}"
+        f" pool={args.pool}, rounds {args.rounds}"
+    )
+    rows: dict[str, list[Row]] = {s: [] for s in systems}
+    lat: dict[str, list[tuple[float, float]]] = {"raw-1": [], "gearq": [], "gearq-async": []}
+    for _ in range(args.rounds):
+        for system in systems:
+            rows[system].append(throughput(system, args))
+        for system in lat:
+            lat[system].append(latency(system, args))
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    print()
+    print(f"{'system':<12} {'tasks/s':>9} {'client µs':>10} {'worker µs':>10} {'gearmand µs':>12}")
+    medians = {}
+    for system, results in rows.items():
+        row = Row(
+            med([r.rate for r in results]),
+            med([r.client_us for r in results]),
+            med([r.worker_us for r in results]),
+            med([r.server_us for r in results]),
+        )
+        medians[system] = row
+        print(
+            f"{system:<12} {row.rate:>9,.0f} {row.client_us:>10.1f} {row.worker_us:>10.1f}"
+            f" {row.server_us:>12.1f}"
+        )
+    print()
+    for system, samples in lat.items():
+        p50 = med([s[0] for s in samples])
+        p99 = med([s[1] for s in samples])
+        print(f"round trip {system:<12} p50 {p50:7.0f} µs   p99 {p99:7.0f} µs")
+    print()
+    gearq = medians.get("gearq")
+    if gearq is not None:
+        if "pygearman" in medians:
+            ratio = gearq.rate / medians["pygearman"].rate
+            print(f"gearq / pygearman: {ratio:.1f}x (target >= 8x)")
+        if "raw-8" in medians:
+            ratio = gearq.rate / medians["raw-8"].rate
+            print(f"gearq / raw-8:     {ratio:.2f}x (target >= 0.4x)")
+    p50_raw = med([s[0] for s in lat["raw-1"]])
+    for system in ("gearq", "gearq-async"):
+        p50 = med([s[0] for s in lat[system]])
+        print(f"p50 {system} / raw-1: {p50 / p50_raw:.2f}x (target <= 1.3x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

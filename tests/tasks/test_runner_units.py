@@ -1,0 +1,111 @@
+"""TaskWorker and TaskContext pieces that need no job server."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from gearq.tasks import decode_data
+from gearq.tasks.context import MaxRetriesExceeded, Retry, TaskContext
+from gearq.tasks.remote_errors import RetryScheduled
+from gearq.tasks.runner import _id_from_unique, _is_async, _is_generator
+
+
+class FakeJob:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    def send_data(self, data: bytes) -> bool:
+        self.sent.append(("data", data))
+        return True
+
+    def send_warning(self, data: bytes) -> bool:
+        self.sent.append(("warning", data))
+        return True
+
+    def send_status(self, numerator: int, denominator: int) -> bool:
+        self.sent.append(("status", (numerator, denominator)))
+        return True
+
+
+def make_ctx(**kw: Any) -> tuple[TaskContext, FakeJob]:
+    job = FakeJob()
+    return TaskContext(job, "app.t", **kw), job  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("unique", "expected"),
+    [
+        (b"", None),
+        (b"f:0f3c", "0f3c"),
+        (b"b:0f3c#2", "0f3c"),
+        (b"b:key#x", "key#x"),
+        (b"b~pre~abcdef", "b~pre~abcdef"),
+        (b"plain", "plain"),
+        (b"f:#3", "#3"),
+    ],
+)
+def test_id_from_unique(unique: bytes, expected: str | None) -> None:
+    assert _id_from_unique(unique) == expected
+
+
+def test_kinds_of_task_functions() -> None:
+    import functools
+
+    async def a() -> None: ...
+
+    async def ag() -> Any:
+        yield 1
+
+    def g() -> Any:
+        yield 1
+
+    def s() -> None: ...
+
+    class Callable:
+        async def __call__(self) -> None: ...
+
+    assert _is_async(a) and _is_async(ag) and _is_async(functools.partial(a))
+    assert _is_async(Callable())
+    assert not _is_async(s) and not _is_async(g)
+    assert _is_generator(g) and _is_generator(ag) and _is_generator(functools.partial(g))
+    assert not _is_generator(a) and not _is_generator(s)
+
+
+def test_context_senders_encode_in_the_call_serializer() -> None:
+    ctx, job = make_ctx(id="i1", attempt=2, max_retries=3)
+    assert ctx.progress(1, 4) and ctx.warn("careful") and ctx.warn(b"raw")
+    assert ctx.send_chunk({"k": (1, 2)}) and ctx.update_state("PHASE", {"n": 1})
+    kinds = [kind for kind, _ in job.sent]
+    assert kinds == ["status", "warning", "warning", "data", "data"]
+    assert job.sent[1][1] == b"careful" and job.sent[2][1] == b"raw"
+    chunk = decode_data(job.sent[3][1])
+    assert chunk.value == {"k": (1, 2)}  # type: ignore[union-attr]
+    state = decode_data(job.sent[4][1])
+    assert (state.state, state.meta) == ("PHASE", {"n": 1})  # type: ignore[union-attr]
+    assert ctx.retries_left == 2 and ctx.time_left() is None
+    assert "app.t[i1] attempt 2/4" in repr(ctx)
+    ctx.deadline = time.monotonic() + 5
+    assert 4 < (ctx.time_left() or 0) <= 5
+
+
+def test_retry_raises_with_the_handled_exception_as_cause() -> None:
+    ctx, _ = make_ctx()
+    with pytest.raises(Retry) as info:
+        try:
+            raise KeyError("k")
+        except KeyError:
+            ctx.retry(countdown=3)
+    retry = info.value
+    assert isinstance(retry, RetryScheduled)
+    assert isinstance(retry.exc, KeyError) and retry.countdown == 3
+    assert str(retry) == "KeyError: 'k'"
+    with pytest.raises(Retry) as info:
+        ctx.retry(max_retries=7)
+    assert info.value.exc is None and info.value.max_retries == 7
+    assert str(info.value) == "retry requested"
+    with pytest.raises(ValueError, match="countdown"):
+        ctx.retry(countdown=-1)
+    assert issubclass(MaxRetriesExceeded, Exception)
