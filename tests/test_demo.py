@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -22,11 +23,13 @@ def run_demo(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 def check_output(out: str) -> None:
-    assert "'namraeg ,olleh'" in out
-    assert "[#####] chunk 5" in out
-    assert "1000 jobs in" in out
-    assert "ZeroDivisionError" in out
-    assert "known=True" in out
+    assert "add.delay(2, 3).get() -> 5" in out
+    assert re.search(r"\] [1-9]/10\n", out), "no progress seen while the task ran"
+    assert "10/10  -> 'cat.png: 10 sizes made'" in out
+    assert "row 1: 1\n   row 2: 4\n   row 3: 9\n   row 4: 16" in out
+    assert "raised ZeroDivisionError(division by zero)" in out
+    assert "1000 tasks in" in out and "first: [0, 2, 4, 6, 8]" in out
+    assert "state=STARTED" in out or "state=QUEUED" in out
 
 
 def test_demo_on_the_embedded_server():

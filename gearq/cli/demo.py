@@ -12,9 +12,7 @@ import os
 import sys
 import time
 
-from ..client import AsyncClient, JobException
 from ..net import ServerSpec, parse_servers
-from ..worker import AsyncWorker, Job
 
 __all__ = ["run_demo"]
 
@@ -23,77 +21,69 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def _reverse(job: Job) -> bytes:
-    return job.payload[::-1]
+def _bar(progress: tuple[int, int] | None, width: int = 20) -> str:
+    done, total = progress if progress else (0, 1)
+    filled = width * done // max(total, 1)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
-async def _count(job: Job) -> bytes:
-    total = int(job.payload or b"5")
-    for n in range(1, total + 1):
-        await asyncio.sleep(0.05)
-        job.send_status(n, total)
-        job.send_data(f"chunk {n}".encode())
-    return f"counted to {total}".encode()
+def _show(servers: list[ServerSpec]) -> None:
+    from ..tasks.canvas import group
+    from ..testing.fixtures import WorkerThread
+    from .demo_tasks import add, app, divide, report, resize
 
+    app.configure(servers=",".join(str(s) for s in servers))
+    with WorkerThread(app, concurrency=8, poll_interval=0.5).start(timeout=5):
+        _say("1. A task, called with .delay() and answered over the caller's connection")
+        _say(f"   add.delay(2, 3).get() -> {add.delay(2, 3).get(timeout=10)}")
 
-def _divide(job: Job) -> bytes:
-    a, b = (int(x) for x in job.payload.split(b"/"))
-    return str(a // b).encode()
+        _say("2. Progress reported by the task while it runs")
+        result = resize.delay("cat.png", 10)
+        if sys.stdout.isatty():
+            while not result.ready():
+                print(f"\r   {_bar(result.progress)}", end="", flush=True)
+                time.sleep(0.05)
+        else:  # a log or a pipe gets a line per step, not a redrawn bar
+            seen = None
+            while not result.ready():
+                if result.progress != seen and result.progress is not None:
+                    seen = result.progress
+                    _say(f"   {_bar(seen)}")
+                time.sleep(0.02)
+        value = result.get(timeout=10)
+        _say(f"\r   {_bar(result.progress)}  -> {value!r}")
 
+        _say("3. Partial results streamed as a generator task yields them")
+        for chunk in report.delay(4).stream(timeout=10):
+            _say(f"   {chunk}")
 
-async def _main(servers: list[ServerSpec]) -> None:
-    worker = AsyncWorker(servers, concurrency=8, poll_interval=0.5)
-    worker.register("demo.reverse", _reverse)
-    worker.register("demo.count", _count)
-    worker.register("demo.divide", _divide)
-    serving = asyncio.ensure_future(worker.run())
-    try:
-        await worker.wait_ready(timeout=5)
-        async with AsyncClient(servers) as client:
-            _say("1. A foreground job and its result")
-            job = await client.submit("demo.reverse", b"hello, gearman")
-            _say(f"   demo.reverse('hello, gearman') -> {(await job.result(10)).decode()!r}")
+        _say("4. A remote error, re-raised as its own type")
+        try:
+            divide.delay(1, 0).get(timeout=10)
+        except ZeroDivisionError as exc:
+            _say(f"   divide.delay(1, 0).get() raised ZeroDivisionError({exc})")
 
-            _say("2. Progress and streamed data while a job runs")
-            job = await client.submit("demo.count", b"5")
-            async for chunk in job.stream():
-                num, den = job.numerator, job.denominator
-                _say(f"   [{'#' * num}{'.' * (den - num)}] {chunk.decode()}")
-            _say(f"   result: {(await job.result(10)).decode()!r}")
+        _say("5. A group: many tasks at once, results in order")
+        started = time.perf_counter()
+        sums = group(add.s(i, i) for i in range(1000)).delay().get(timeout=30)
+        took = time.perf_counter() - started
+        _say(f"   1000 tasks in {took:.2f} s ({1000 / took:,.0f} tasks/s); first: {sums[:5]}")
 
-            _say("3. Many jobs at once")
-            started = time.perf_counter()
-            jobs = await client.submit_many("demo.reverse", [str(i).encode() for i in range(1000)])
-            results = [await j.result(30) for j in jobs]
-            took = time.perf_counter() - started
-            assert results[123] == b"321"
-            _say(f"   1000 jobs in {took:.2f} s ({1000 / took:,.0f} jobs/s)")
-
-            _say("4. A remote error reaches the caller")
-            job = await client.submit("demo.divide", b"1/0")
-            try:
-                await job.result(10)
-            except JobException as exc:
-                first = exc.data.decode(errors="replace").splitlines()[0]
-                _say(f"   demo.divide('1/0') raised remotely: {first}")
-
-            _say("5. A background job, then its status")
-            bg = await client.submit("demo.count", b"3", background=True)
-            await asyncio.sleep(0.05)
-            assert bg.handle is not None and bg.server is not None
-            status = await client.get_status(bg.handle, bg.server)
-            _say(
-                f"   {bg.handle.decode()} on {bg.server}: known={status.known} "
-                f"running={status.running} progress={status.numerator}/{status.denominator}"
-            )
-    finally:
-        await worker.stop(graceful=True, timeout=10)
-        await serving
+        _say("6. A background task: durable, and its status can be asked for")
+        background = resize.send("dog.png", 10)
+        background.created(timeout=10)
+        time.sleep(0.3)
+        status = background.status()
+        _say(f"   state={status.state} progress={_bar(status.progress)}")
+        _say("   (background results are not kept: .get() raises ResultNotKept)")
+        time.sleep(0.6)  # let it finish before the worker stops
+    app.close(wait=5)
 
 
 def run_demo(servers: str | None = None) -> int:
     # The remote error below is on purpose; the worker's log line about it is noise here.
-    logging.getLogger("gearq.worker").setLevel(logging.ERROR)
+    for noisy in ("gearq.worker", "gearq.tasks", "gearq.tasks.worker"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     servers = servers or os.environ.get("GEARQ_SERVERS") or None
     if servers:
         addresses: list[ServerSpec] = [str(a) for a in parse_servers(servers)]
@@ -114,7 +104,7 @@ def run_demo(servers: str | None = None) -> int:
 
 def _run(addresses: list[ServerSpec]) -> int:
     try:
-        asyncio.run(_main(addresses))
+        _show(addresses)
     except (asyncio.TimeoutError, TimeoutError):
         print(
             f"gearq demo: no job server answered at {', '.join(map(str, addresses))}",
