@@ -377,11 +377,38 @@ class Task(Generic[P, R]):
         ``queue``: route to another queue. ``require_worker``: check a worker exists.
         """
         app = self.app
-        conf = app.conf
-        options = self.options
         args = tuple(args) if not isinstance(args, (tuple, list)) else args
         if kwargs is not None and not isinstance(kwargs, Mapping):
             raise ArgumentError("kwargs must be a mapping")
+        background, prio, run_at, expires_at = self._when(
+            background, priority, countdown, eta, expires
+        )
+        if app.conf.eager:
+            from .eager import run_eager
+
+            return cast(
+                "AsyncResult[R] | BackgroundResult",
+                run_eager(self, args, kwargs or {}, task_id or _new_id(), background=background),
+            )
+        handle, submit = self._plan(
+            args, kwargs, background, prio, unique, run_at, expires_at, timeout, queue,
+            task_id, headers, blocking=True,
+        )  # fmt: skip
+        if require_worker if require_worker is not None else app.conf.require_worker:
+            app._check_worker(self.name, submit[0])
+        app._submit_blocking(handle, submit)
+        return handle
+
+    def _when(
+        self,
+        background: bool | None,
+        priority: Priority | str | int | None,
+        countdown: float | None,
+        eta: datetime | float | None,
+        expires: datetime | float | None,
+    ) -> tuple[bool, Priority, float | None, float | None]:
+        """Check the timing options of a call: (background, priority, run_at, expires_at)."""
+        options = self.options
         run_at = self._run_at(countdown, eta)
         if background is None:
             background = options.background or run_at is not None
@@ -396,13 +423,26 @@ class Task(Generic[P, R]):
         if run_at is not None:
             prio = Priority.NORMAL
         expires_at = None if expires is None else self._expires(expires)
-        if conf.eager:
-            from .eager import run_eager
+        return background, prio, run_at, expires_at
 
-            return cast(
-                "AsyncResult[R] | BackgroundResult",
-                run_eager(self, args, kwargs or {}, task_id or _new_id(), background=background),
-            )
+    def _plan(
+        self,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        background: bool,
+        prio: Priority,
+        unique: UniqueSpec | None,
+        run_at: float | None,
+        expires_at: float | None,
+        timeout: float | None,
+        queue: str | None,
+        task_id: str | None,
+        headers: Mapping[str, Any] | None,
+        *,
+        blocking: bool,
+    ) -> tuple[AsyncResult[R] | BackgroundResult, _Submit]:
+        """The result handle of a call and what the app submits for it."""
+        options = self.options
         task_id = task_id or _new_id()
         payload = self._encode(
             args, kwargs, task_id, eta=run_at, expires=expires_at, headers=headers
@@ -412,23 +452,17 @@ class Task(Generic[P, R]):
         fn = self._function(queue if queue is not None else options.queue)
         if run_at is not None:
             fn += DELAYED_SUFFIX
-        if require_worker if require_worker is not None else conf.require_worker:
-            app._check_worker(self.name, fn)
         if background:
             assert unique_b is not None
             handle = BackgroundResult(
-                app, self.name, task_id, function=fn, unique=unique_b, eta=run_at,
-                home=None, blocking=True,
+                self.app, self.name, task_id, function=fn, unique=unique_b, eta=run_at,
+                home=None, blocking=blocking,
             )  # fmt: skip
-            app._submit_blocking(handle, (fn, payload, True, prio, unique_b, run_at, None))
-            return handle
-        result = self._result(task_id, True)
-        app._submit_blocking(
-            result,
-            (fn, payload, False, prio, unique_b, None,
-             timeout if timeout is not None else conf.default_timeout),
-        )  # fmt: skip
-        return result
+            return handle, (fn, payload, True, prio, unique_b, run_at, None)
+        if timeout is None:
+            timeout = self.app.conf.default_timeout
+        result = self._result(task_id, blocking)
+        return result, (fn, payload, False, prio, unique_b, None, timeout)
 
     @staticmethod
     def _run_at(countdown: float | None, eta: datetime | float | None) -> float | None:
@@ -567,22 +601,10 @@ class Task(Generic[P, R]):
     ) -> AsyncResult[R] | BackgroundResult:
         """:meth:`apply_async` for asyncio (submit errors are raised here)."""
         app = self.app
-        conf = app.conf
-        options = self.options
-        run_at = self._run_at(countdown, eta)
-        if background is None:
-            background = options.background or run_at is not None
-        elif not background and run_at is not None:
-            raise ArgumentError(
-                "countdown/eta need a background job: gearmand schedules only background jobs"
-            )
-        prio = options.priority if priority is None else parse_priority(priority)
-        if run_at is not None and priority is not None and prio is not Priority.NORMAL:
-            raise ArgumentError("countdown/eta jobs always run at NORMAL priority in gearmand")
-        if run_at is not None:
-            prio = Priority.NORMAL
-        expires_at = None if expires is None else self._expires(expires)
-        if conf.eager:
+        background, prio, run_at, expires_at = self._when(
+            background, priority, countdown, eta, expires
+        )
+        if app.conf.eager:
             from .eager import arun_eager
 
             return cast(
@@ -591,33 +613,14 @@ class Task(Generic[P, R]):
                     self, tuple(args), kwargs or {}, task_id or _new_id(), background=background
                 ),
             )
-        task_id = task_id or _new_id()
-        payload = self._encode(
-            args, kwargs, task_id, eta=run_at, expires=expires_at, headers=headers
-        )
-        spec = options.unique if unique is None else unique
-        unique_b = self._unique(spec, args, kwargs, background, task_id)
-        fn = self._function(queue if queue is not None else options.queue)
-        if run_at is not None:
-            fn += DELAYED_SUFFIX
-        if require_worker if require_worker is not None else conf.require_worker:
-            await app._acheck_worker(self.name, fn)
-        submit: _Submit
-        if background:
-            assert unique_b is not None
-            handle = BackgroundResult(
-                app, self.name, task_id, function=fn, unique=unique_b, eta=run_at, home=None
-            )
-            submit = (fn, payload, True, prio, unique_b, run_at, None)
-            await app._submit_async(handle, submit)
-            return handle
-        result = self._result(task_id, False)
-        submit = (
-            fn, payload, False, prio, unique_b, None,
-            timeout if timeout is not None else conf.default_timeout,
+        handle, submit = self._plan(
+            args, kwargs, background, prio, unique, run_at, expires_at, timeout, queue,
+            task_id, headers, blocking=False,
         )  # fmt: skip
-        await app._submit_async(result, submit)
-        return result
+        if require_worker if require_worker is not None else app.conf.require_worker:
+            await app._acheck_worker(self.name, submit[0])
+        await app._submit_async(handle, submit)
+        return handle
 
     # -- signatures -----------------------------------------------------------------------
 
