@@ -35,12 +35,10 @@ dies or disconnects while holding it is requeued, with the default forever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import logging
 import queue
-import signal
 import threading
 import time
 from collections import deque
@@ -51,6 +49,7 @@ from typing import Any, Literal, Protocol
 
 from ..net.address import ServerAddress
 from ..worker import AsyncWorker, Job, WorkerError, WorkerStats
+from ..worker.blocking import BlockingDriver
 from .context import MaxRetriesExceeded, Retry, TaskContext, UnknownTask
 from .envelope import (
     Call,
@@ -785,13 +784,7 @@ class TaskWorker:
                 self.worker.register(delayed, served.handle, group=ETA_GROUP)
         self._threads: _Threads | None = None
         self._started = False
-        # The blocking side (work / request_stop).
-        self._lock = threading.RLock()
-        self._blocking_loop: asyncio.AbstractEventLoop | None = None
-        self._pending_stop: tuple[bool, float] | None = None
-        self._done = False
-        self._signals = 0
-        self._stop_tasks: set[asyncio.Task[None]] = set()
+        self._driver = BlockingDriver(self)  # the blocking side: work / request_stop
 
     # -- facts ------------------------------------------------------------------------------
 
@@ -851,52 +844,14 @@ class TaskWorker:
         ``handle_signals`` (main thread only): SIGTERM and SIGINT stop gracefully; a second
         SIGINT stops at once.
         """
-        asyncio.run(self._main(handle_signals))
+        self._driver.run(handle_signals=handle_signals)
 
     run_forever = work
 
     def request_stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
         """Ask :meth:`work` to stop; returns at once. Safe from any thread or a signal
         handler, and before :meth:`work` has started (it then stops at once)."""
-        with self._lock:
-            if self._done:
-                return
-            loop = self._blocking_loop
-            if loop is None:
-                self._pending_stop = (graceful, timeout)
-                return
-        with contextlib.suppress(RuntimeError):  # a closed loop: stopped anyway
-            loop.call_soon_threadsafe(self._start_stop, graceful, timeout)
-
-    async def _main(self, handle_signals: bool) -> None:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            self._blocking_loop = loop
-            pending, self._pending_stop = self._pending_stop, None
-        if pending is not None:
-            self._start_stop(*pending)
-        if handle_signals:
-            loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
-            loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
-        try:
-            await self.run()
-        finally:
-            if handle_signals:
-                loop.remove_signal_handler(signal.SIGTERM)
-                loop.remove_signal_handler(signal.SIGINT)
-            with self._lock:
-                self._blocking_loop = None
-                self._done = True
-
-    def _on_signal(self, signum: int) -> None:
-        self._signals += 1
-        graceful = self._signals == 1 or signum != signal.SIGINT
-        self._start_stop(graceful, 30.0)
-
-    def _start_stop(self, graceful: bool, timeout: float) -> None:
-        task = asyncio.get_running_loop().create_task(self.stop(graceful, timeout))
-        self._stop_tasks.add(task)
-        task.add_done_callback(self._stop_tasks.discard)
+        self._driver.stop(graceful, timeout)
 
     # -- answers that never ran the task ------------------------------------------------------
 
