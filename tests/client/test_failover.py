@@ -232,3 +232,43 @@ def test_closing_the_client_fails_waiting_jobs(gearmand):
             await client.submit("nobody", b"x")
 
     run(main())
+
+
+def test_close_while_a_job_is_resubmitted_ends_the_job(gearmand):
+    """close() while a resubmit is still connecting to the next server must end the job
+    with ClientClosed, never leave it waiting forever."""
+    import socket
+
+    from gearq.client import ClientClosed
+
+    # A listener whose backlog is full: a connect to it hangs (SYNs are dropped), which
+    # holds the resubmit in the middle of connecting.
+    stuck = socket.socket()
+    stuck.bind(("127.0.0.1", 0))
+    stuck.listen(0)
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(stuck.getsockname())
+        fillers.append(filler)
+    stuck_address = "127.0.0.1:%d" % stuck.getsockname()[1]
+
+    async def main():
+        servers = [gearmand.address, stuck_address]
+        async with AsyncClient(servers, recover_time=30, connect_timeout=20) as client:
+            job = await client.submit("idem", b"x", unique="idem-2", resubmit_on_failure=True)
+            await job.created()
+            gearmand.kill()
+            await until(lambda: job.attempts == 2, what="the resubmit to start")
+            await asyncio.sleep(0.3)
+            assert not job.done
+            await client.close()
+            with pytest.raises(ClientClosed):
+                await asyncio.wait_for(job.result(), 5)
+
+    try:
+        run(main())
+    finally:
+        for sock in [*fillers, stuck]:
+            sock.close()
