@@ -252,7 +252,7 @@ def test_close_while_a_job_is_resubmitted_ends_the_job(gearmand):
         filler.setblocking(False)
         filler.connect_ex(stuck.getsockname())
         fillers.append(filler)
-    stuck_address = "127.0.0.1:%d" % stuck.getsockname()[1]
+    stuck_address = f"127.0.0.1:{stuck.getsockname()[1]}"
 
     async def main():
         servers = [gearmand.address, stuck_address]
