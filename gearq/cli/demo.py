@@ -33,7 +33,7 @@ def _show(servers: list[ServerSpec]) -> None:
     from .demo_tasks import add, app, divide, report, resize
 
     app.configure(servers=",".join(str(s) for s in servers))
-    with WorkerThread(app, concurrency=8, poll_interval=0.5).start(timeout=5):
+    with WorkerThread(app, concurrency=8, poll_interval=0.5):
         _say("1. A task, called with .delay() and answered over the caller's connection")
         _say(f"   add.delay(2, 3).get() -> {add.delay(2, 3).get(timeout=10)}")
 

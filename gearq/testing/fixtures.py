@@ -115,6 +115,8 @@ class WorkerThread:
 
     def start(self, timeout: float = 10.0) -> WorkerThread:
         """Start serving; return once every connection is registered (or raise)."""
+        if self._thread is not None:
+            raise RuntimeError("this worker thread was started already")
         self._thread = threading.Thread(target=self._run, name="gearq-test-worker", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -156,7 +158,8 @@ class WorkerThread:
             thread.join(timeout)
 
     def __enter__(self) -> WorkerThread:
-        return self.start()
+        # ``with WorkerThread(app).start(timeout=...)`` is fine too: already started.
+        return self if self._thread is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

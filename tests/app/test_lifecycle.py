@@ -272,3 +272,18 @@ def test_close_a_left_open_loops_client(app: App, serve: StartWorker) -> None:
         assert time.monotonic() - started < 2
     finally:
         loop.close()
+
+
+def test_worker_thread_starts_once_even_when_entered_after_start(app):
+    from gearq.testing import WorkerThread
+
+    @app.task(name="lifecycle.double")
+    def double(x: int) -> int:
+        return 2 * x
+
+    thread = WorkerThread(app)
+    with thread.start(timeout=10) as same:
+        assert same is thread
+        assert double.delay(21).get(timeout=10) == 42
+        with pytest.raises(RuntimeError, match="started already"):
+            thread.start()
