@@ -10,15 +10,13 @@ envelope functions. Nothing here uses the caller side's ``AsyncResult``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from gearq.client import AsyncAdminClient, AsyncClient, JobException, JobFailed, Priority
-from gearq.net import RecoverPolicy
 from gearq.tasks import (
     Chunk,
     Failure,
@@ -31,15 +29,12 @@ from gearq.tasks import (
 from gearq.tasks.app import App
 from gearq.tasks.runner import TaskWorker
 from gearq.testing import GearmandProcess
+from tests.support.aio import FAST_RECOVER
+from tests.support.aio import eventually as eventually
+from tests.support.aio import run as run
+from tests.support.aio import serving as serving
 
 T = TypeVar("T")
-
-FAST_RECOVER = RecoverPolicy(recover_time=0.05, backoff=1.5, max_recover_time=0.3)
-
-
-def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-    """Run a test coroutine on a fresh loop, failing it after ``timeout`` seconds."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 # --- an app ------------------------------------------------------------------------------------
@@ -71,31 +66,6 @@ def make_worker(app: Any, **kwargs: Any) -> TaskWorker:
     kwargs.setdefault("recover", FAST_RECOVER)
     kwargs.setdefault("poll_interval", 0.5)
     return TaskWorker(app, **kwargs)
-
-
-@contextlib.asynccontextmanager
-async def serving(worker: TaskWorker) -> AsyncIterator[TaskWorker]:
-    """Run ``worker`` for the block (ready first); stop it hard afterwards."""
-    task = asyncio.ensure_future(worker.run())
-    try:
-        await worker.wait_ready(10)
-        yield worker
-    finally:
-        await worker.stop(graceful=False)
-        await asyncio.wait_for(task, 10)
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {check}")
-        await asyncio.sleep(every)
 
 
 # --- a raw task client ---------------------------------------------------------------------------

@@ -9,22 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from gearq.net import RecoverPolicy
 from gearq.protocol import Decoder, Packet, PacketType, encode_request
 from gearq.protocol import admin as adm
 from gearq.testing import GearmandProcess
 from gearq.worker import AsyncWorker
+from tests.support.aio import FAST_RECOVER
+from tests.support.aio import eventually as eventually
+from tests.support.aio import run as run
+from tests.support.aio import serving as serving
 
 T = TypeVar("T")
 GearmandFactory = Callable[..., GearmandProcess]
 P = PacketType
-
-FAST_RECOVER = RecoverPolicy(recover_time=0.05, backoff=1.5, max_recover_time=0.3)
 
 SUBMIT_TYPES = {
     ("normal", False): P.SUBMIT_JOB,
@@ -36,42 +36,10 @@ SUBMIT_TYPES = {
 }
 
 
-def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-    """Run a test coroutine on a fresh loop, failing it after ``timeout`` seconds."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
 def make_worker(*servers: Any, **kwargs: Any) -> AsyncWorker:
     kwargs.setdefault("recover", FAST_RECOVER)
     kwargs.setdefault("poll_interval", 0.5)
     return AsyncWorker([str(s) for s in servers], **kwargs)
-
-
-@contextlib.asynccontextmanager
-async def serving(worker: AsyncWorker, *, ready: bool = True) -> AsyncIterator[AsyncWorker]:
-    """Run ``worker`` in a task for the block; stop it hard afterwards."""
-    task = asyncio.ensure_future(worker.run())
-    try:
-        if ready:
-            await worker.wait_ready(10)
-        yield worker
-    finally:
-        await worker.stop(graceful=False)
-        await asyncio.wait_for(task, 10)
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {check}")
-        await asyncio.sleep(every)
 
 
 @dataclass
