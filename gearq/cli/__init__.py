@@ -1,15 +1,25 @@
-"""The ``gearq`` command: one sub-command per module of this package."""
+"""The ``gearq`` command: one sub-command (or a few related ones) per module of this package.
+
+Each command module exposes ``register(subparsers)``, which adds its parsers and sets
+``run`` (a ``Callable[[argparse.Namespace], int]``) as their default. Modules are imported
+only to build the parser, and the heavy imports stay inside each module's ``run``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .. import __version__
 
 __all__ = ["main"]
+
+# In the order `gearq --help` lists them. "server" is special-cased in main(): it parses
+# its own options.
+_COMMAND_MODULES: tuple[str, ...] = ("demo", "worker_cmd", "admin_cmds")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,13 +28,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gearq {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser(
-        "demo",
-        help="show gearq at work (embedded server unless GEARQ_SERVERS is set)",
-        description="Start a job server (the embedded one unless GEARQ_SERVERS names "
-        "servers), a worker and a client, and show what gearq does.",
-    )
-    demo.add_argument("--servers", help="comma-separated host:port list (default: embedded)")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            continue
+        register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = (
+            module.register
+        )
+        register(sub)
     sub.add_parser(
         "server",
         help="run the embedded Gearman job server (for development and tests)",
@@ -42,10 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return server_main(args_list[1:])
     parser = _parser()
     args = parser.parse_args(args_list)
+    run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "demo":
-        from .demo import run_demo
-
-        return run_demo(args.servers)
-    parser.print_help()
-    return 2
+    return run(args)

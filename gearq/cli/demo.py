@@ -6,6 +6,7 @@ so it needs nothing installed beyond gearq itself.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -14,7 +15,7 @@ import time
 
 from ..net import ServerSpec, parse_servers
 
-__all__ = ["run_demo"]
+__all__ = ["register", "run_demo"]
 
 
 def _say(text: str = "") -> None:
@@ -115,3 +116,14 @@ def _run(addresses: list[ServerSpec]) -> int:
         print(f"gearq demo failed: {exc!r}", file=sys.stderr)
         return 1
     return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="show gearq at work (embedded server unless GEARQ_SERVERS is set)",
+        description="Start a job server (the embedded one unless GEARQ_SERVERS names "
+        "servers), a worker and a client, and show what gearq does.",
+    )
+    demo.add_argument("--servers", help="comma-separated host:port list (default: embedded)")
+    demo.set_defaults(run=lambda args: run_demo(args.servers))
