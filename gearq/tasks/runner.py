@@ -26,7 +26,13 @@ limit would cover the retries and backoff waits of a job too, and whose answer i
 envelope): at the limit the job is answered at once with a ``time_limit`` failure envelope
 on its own connection (never requeued), an ``async`` task is cancelled, and a thread is
 told through ``ctx.cancelled`` (it cannot be interrupted; its slot stays held until it
-returns, and its late result is dropped). Time limits are final: they are not retried.
+returns, and its late result is dropped; ``TaskWorker.stuck_threads`` counts them, and a warm
+stop does not wait for them). Time limits are final: they are not retried.
+
+``TaskWorker(executor=...)`` hands each job to a :class:`JobExecutor` instead of running it
+here: the worker keeps the connections, the grabbing and the concurrency (the prefork pool
+of ``gearq worker`` is one); ``handler_for(function)`` is what this worker would run for a
+job, for the process on the other side.
 
 Operators: run gearmand with an explicit ``-j N`` (``--job-retries``). A job whose worker
 dies or disconnects while holding it is requeued, with the default forever.
@@ -42,7 +48,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any, Literal, Protocol
@@ -83,10 +89,12 @@ from .serializers import (
 
 __all__ = [
     "BlockingTaskWorker",
+    "JobExecutor",
     "TaskMiddleware",
     "TaskOutcome",
     "TaskStats",
     "TaskWorker",
+    "time_limit_failure",
 ]
 
 log = logging.getLogger("gearq.tasks.worker")
@@ -131,6 +139,19 @@ class AppLike(Protocol):
 
     @property
     def servers(self) -> Any: ...
+
+
+class JobExecutor(Protocol):
+    """Runs jobs somewhere else than in this process (``TaskWorker(executor=...)``).
+
+    The worker still holds the Gearman connections, grabs the jobs and keeps the
+    concurrency; for each job it awaits ``execute(task, job)`` instead of running the task
+    itself. The executor answers the job (``job.complete``/``exception``/``send_data``...)
+    or returns the WORK_COMPLETE bytes. A process pool (:mod:`gearq.runtime.prefork`)
+    implements it: a child that dies must not take the job's connection with it.
+    """
+
+    async def execute(self, task: TaskLike, job: Job) -> bytes | None: ...
 
 
 # --- outcomes, stats, middleware -------------------------------------------------------------
@@ -222,6 +243,21 @@ def _describe(error: BaseException | None) -> str:
         return "?"
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def time_limit_failure(
+    task_name: str, task_id: str | None, attempt: int, limit: float, serializer: Serializer
+) -> tuple[bytes, str]:
+    """The failure envelope (and its message) that answers an attempt past its time limit."""
+    failure = Failure(
+        kind=FailureKind.TIME_LIMIT,
+        exc_type=qualified_name(TimeLimitExceeded),
+        message=(
+            f"task {task_name}[{task_id}] attempt {attempt} ran past its time limit of {limit:g} s"
+        ),
+        attempt=attempt,
+    )
+    return encode_failure(failure, serializer=serializer), failure.message
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -474,7 +510,11 @@ class _Served:
                 else:
                     threads = runner._threads
                     assert threads is not None
-                    value = await threads.submit(self._call_sync, job, call, ctx)
+                    try:
+                        value = await threads.submit(self._call_sync, job, call, ctx)
+                    finally:
+                        if ctx.cancelled:
+                            runner._stuck -= 1
                 if value.__class__ is CoroutineType:
                     value = await value
                 elif value.__class__ is AsyncGeneratorType:
@@ -654,22 +694,23 @@ class _Served:
         self._answer_time_limit(job, ctx)
         if task is not None:
             task.cancel()
+        elif not self.inline:
+            # A thread runs on: counted until it returns (see TaskWorker.stuck_threads).
+            self.runner._stuck += 1
+            log.warning(
+                "task %s[%s] attempt %d: its thread runs on past the time limit (%d stuck);"
+                " its result will be dropped",
+                ctx.name, ctx.id, ctx.attempt, self.runner._stuck,
+            )  # fmt: skip
 
     def _answer_time_limit(self, job: Job, ctx: TaskContext) -> None:
-        limit = self.time_limit or 0.0
-        failure = Failure(
-            kind=FailureKind.TIME_LIMIT,
-            exc_type=qualified_name(TimeLimitExceeded),
-            message=(
-                f"task {self.task_name}[{ctx.id}] attempt {ctx.attempt} ran past its time"
-                f" limit of {limit:g} s"
-            ),
-            attempt=ctx.attempt,
+        data, message = time_limit_failure(
+            self.task_name, ctx.id, ctx.attempt, self.time_limit or 0.0, ctx.serializer
         )
-        if job.exception(encode_failure(failure, serializer=ctx.serializer)):
+        if job.exception(data):
             self.runner.stats.time_limited += 1
             if not self.runner._log_tasks:
-                log.warning("%s", failure.message)
+                log.warning("%s", message)
 
     def _wrong_task(self, job: Job, call: Call, named: str) -> None:
         function = job.function.decode(errors="replace")
@@ -730,6 +771,8 @@ class TaskWorker:
     :param log_tasks: log one line per attempt (:class:`TaskLogger`) on
         ``gearq.tasks.worker``. Without it only failures and time limits are logged.
     :param middleware: :class:`TaskMiddleware` hooks around every attempt.
+    :param executor: a :class:`JobExecutor` that runs the jobs instead of this worker
+        (e.g. a pool of processes); the worker only grabs and hands them over.
     :param worker_options: passed to :class:`gearq.worker.AsyncWorker` (``client_id``,
         ``grab_window``, ``recover``, ``options``...).
     """
@@ -747,6 +790,7 @@ class TaskWorker:
         track_started: bool = False,
         log_tasks: bool = False,
         middleware: Sequence[TaskMiddleware] = (),
+        executor: JobExecutor | None = None,
         **worker_options: Any,
     ) -> None:
         if pool not in ("threads", "inline"):
@@ -772,17 +816,24 @@ class TaskWorker:
         self.queues: tuple[str | None, ...] | None = None if queues is None else tuple(queues)
         if self.queues is not None and not self.queues:
             raise WorkerError("queues is empty: no function to serve")
+        self.executor = executor
         self._served: dict[str, _Served] = {}
+        self._handlers: dict[bytes, _Served] = {}
         for name, task in self.tasks.items():
             served = _Served(self, task)
             self._served[name] = served
+            handler: Callable[[Job], Any] = served.handle
+            if executor is not None:
+                handler = functools.partial(executor.execute, task)
             for function, delayed in _functions(task, self.queues):
-                self.worker.register(function, served.handle)
+                self._handlers[function] = self._handlers[delayed] = served
+                self.worker.register(function, handler)
                 # Countdown/eta jobs of every task share one connection per server: a job
                 # not yet due makes gearmand wake the connection in vain (§0.3 of the
                 # gearmand notes), which must not slow down the tasks' own connections.
-                self.worker.register(delayed, served.handle, group=ETA_GROUP)
+                self.worker.register(delayed, handler, group=ETA_GROUP)
         self._threads: _Threads | None = None
+        self._stuck = 0
         self._started = False
         self._driver = BlockingDriver(self)  # the blocking side: work / request_stop
 
@@ -807,6 +858,21 @@ class TaskWorker:
         """Jobs in hand now (running, waiting for a retry, or past their time limit)."""
         return self.worker.running_jobs
 
+    @property
+    def stuck_threads(self) -> int:
+        """Threads still running a task whose time limit struck (its job is answered).
+
+        CPython cannot kill a thread: each holds its concurrency slot until its task
+        returns. A process whose threads pile up should be recycled (``gearq worker``
+        does it).
+        """
+        return self._stuck
+
+    def handler_for(self, function: bytes) -> Callable[[Job], Awaitable[bytes | None]]:
+        """The job handler of a served Gearman function (KeyError if not served): what
+        this worker runs for a job of it, for a process that gets jobs from elsewhere."""
+        return self._handlers[function].handle
+
     # -- asyncio ------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -815,7 +881,11 @@ class TaskWorker:
             raise WorkerError("a worker runs only once; make a new one")
         self._started = True
         loop = asyncio.get_running_loop()
-        if self.pool == "threads" and any(not s.on_loop for s in self._served.values()):
+        if (
+            self.pool == "threads"
+            and self.executor is None
+            and any(not s.on_loop for s in self._served.values())
+        ):
             self._threads = _Threads(self.worker.concurrency, loop)
         try:
             await self.worker.run()
@@ -832,9 +902,20 @@ class TaskWorker:
 
         Graceful: no new jobs; jobs in hand (including ones waiting for a retry) may finish
         within ``timeout`` seconds, then the rest are dropped and gearmand requeues them
-        (they run again from the attempt their call envelope carries).
+        (they run again from the attempt their call envelope carries). Threads stuck past
+        their time limit are not waited for: their jobs are answered already.
         """
-        await self.worker.stop(graceful, timeout)
+        if not graceful or not self._started or self.worker.stopping:
+            await self.worker.stop(graceful, timeout)
+            return
+        stopping = asyncio.ensure_future(self.worker.stop(True, timeout))
+        while not stopping.done():
+            if self._stuck and self.running <= self._stuck:
+                # Only stuck threads are left: nothing more to wait for.
+                await self.worker.stop(False)
+                break
+            await asyncio.wait({stopping}, timeout=0.05)
+        await stopping
 
     # -- blocking -----------------------------------------------------------------------------
 
