@@ -3,20 +3,25 @@
 Two scenarios (see docs/../performance-anchors: S2 and S3):
 
 * ``background``: N background jobs submitted with no worker running; submits acknowledged
-  (JOB_CREATED) per second. raw: pipelined with a window; gearq: one coroutine awaiting
-  ``submit`` in a loop; gearq-batch: ``submit_many`` per window; pygearman:
-  ``submit_multiple_jobs`` per window.
+  (JOB_CREATED) per second. raw: pipelined with a window, 500 packets per write; gearq:
+  one coroutine awaiting ``submit`` in a loop; gearq-batch: ``submit_many`` per window;
+  gearq-bulk: one ``submit_background_many`` for all N; pygearman:
+  ``submit_multiple_jobs`` per window. A fresh gearmand per run.
 * ``foreground``: N foreground jobs with K in flight, echoed by a raw worker process that
   keeps G GRAB_JOB_UNIQ outstanding; jobs completed per second. raw: K outstanding on one
   socket; gearq: K coroutines each doing ``await (await client.submit(...))``; pygearman:
-  ``submit_multiple_jobs`` in batches of K.
+  ``submit_multiple_jobs`` in batches of K. In each round one gearmand and one worker
+  process serve every system.
 
-Every system gets the same uniques and payload and a fresh gearmand with the same flags for
-each run; runs are interleaved and the median of ``--rounds`` is reported, with the ratios.
+Every system gets the same uniques and payload and gearmand with the same flags; runs are
+interleaved (the order rotates from round to round) and medians of ``--rounds`` are
+reported, with the ratios: of the medians, the median of the per-round ratios (robust to
+load that comes and goes on a shared machine), and the client CPU time per job.
 
     python -m benchmarks.bench_client                 # everything, default sizes
     python -m benchmarks.bench_client --quick         # small sizes, one round
     python -m benchmarks.bench_client --scenario foreground --in-flight 1000 --grabs 1
+    python -m benchmarks.bench_client --client-cpus 0 --server-cpus 1   # pinned
 """
 
 from __future__ import annotations
@@ -77,6 +82,21 @@ def gearq_background_batch(address: str, uniques: Sequence[bytes], args: argpars
                     FUNCTION, [PAYLOAD] * len(chunk), background=True, uniques=chunk
                 )
             return await _all_created(jobs, start)
+
+    return asyncio.run(main())
+
+
+def gearq_background_bulk(address: str, uniques: Sequence[bytes], args: argparse.Namespace):
+    async def main() -> tuple[int, float]:
+        async with AsyncClient(address) as client:
+            await client.echo(b"connect")
+            start = time.perf_counter()
+            batch = await client.submit_background_many(
+                FUNCTION, [PAYLOAD] * len(uniques), uniques=uniques
+            )
+            await batch.wait()
+            elapsed = time.perf_counter() - start
+            return batch.acknowledged, elapsed
 
     return asyncio.run(main())
 
@@ -164,6 +184,7 @@ SYSTEMS: dict[str, dict[str, Runner]] = {
         "raw": raw_bg,
         "gearq": gearq_background,
         "gearq-batch": gearq_background_batch,
+        "gearq-bulk": gearq_background_bulk,
         "pygearman": pyg_background,
     },
     "foreground": {"raw": raw_fg, "gearq": gearq_foreground, "pygearman": pyg_foreground},
@@ -180,27 +201,47 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_one(
-    scenario: str, system: str, uniques: Sequence[bytes], args: argparse.Namespace
-) -> tuple[float, float, float]:
-    """One run on a fresh gearmand; returns (jobs per second, client CPU µs per job,
-    gearmand CPU µs per job)."""
-    with GearmandProcess(args.flags, verbose="ERROR") as server:
-        worker = None
-        if scenario == "foreground":
-            worker = start_raw_worker(server.address, FUNCTION, grabs=args.grabs_now)
+class Setup:
+    """The gearmand (and, for foreground, the raw worker process) that runs are measured
+    against; optionally pinned to the CPUs the client does not use."""
+
+    def __init__(self, scenario: str, args: argparse.Namespace) -> None:
+        self.server = GearmandProcess(args.flags, verbose="ERROR").start()
+        self.worker = None
         try:
-            server_cpu = process_cpu(server.pid)
-            cpu = time.process_time()
-            jobs, seconds = SYSTEMS[scenario][system](server.address, uniques, args)
-            cpu = time.process_time() - cpu
-            server_cpu = process_cpu(server.pid) - server_cpu
-        finally:
-            if worker is not None:
-                worker.stop()
-    if jobs != len(uniques):
-        raise RuntimeError(f"{system} {scenario}: {jobs} of {len(uniques)} jobs done")
-    return jobs / seconds, cpu / jobs * 1e6, server_cpu / jobs * 1e6
+            _pin(self.server.pid, args.server_cpus)
+            if scenario == "foreground":
+                self.worker = start_raw_worker(self.server.address, FUNCTION, grabs=args.grabs_now)
+                _pin(self.worker.pid, args.server_cpus)
+        except BaseException:
+            self.close()
+            raise
+
+    def run(
+        self, scenario: str, system: str, uniques: Sequence[bytes], args: argparse.Namespace
+    ) -> tuple[float, float, float]:
+        """One run; returns (jobs per second, client CPU µs per job, gearmand CPU µs per
+        job)."""
+        server_cpu = process_cpu(self.server.pid)
+        cpu = time.process_time()
+        jobs, seconds = SYSTEMS[scenario][system](self.server.address, uniques, args)
+        cpu = time.process_time() - cpu
+        server_cpu = process_cpu(self.server.pid) - server_cpu
+        if jobs != len(uniques):
+            raise RuntimeError(f"{system} {scenario}: {jobs} of {len(uniques)} jobs done")
+        return jobs / seconds, cpu / jobs * 1e6, server_cpu / jobs * 1e6
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        self.server.stop()
+
+
+def _pin(pid: int, cpus: set[int] | None) -> None:
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(pid, cpus)
+        for task in os.listdir(f"/proc/{pid}/task"):  # gearmand's threads too
+            os.sched_setaffinity(int(task), cpus)
 
 
 def probe_version(address: str) -> str:
@@ -210,10 +251,78 @@ def probe_version(address: str) -> str:
         return next(iter(admin.version().values())).result()
 
 
+def measure(
+    scenario: str, systems: list[str], uniques: Sequence[bytes], args: argparse.Namespace
+) -> dict[str, list[tuple[float, float, float]]]:
+    """``args.rounds`` rounds; in each, every system runs once, in an order rotated from
+    round to round, so drift and warm-up hit every system alike.
+
+    Background runs each get a fresh gearmand (the queue keeps every job, so a later run
+    would face a fuller server). Foreground runs of one round share one gearmand and one
+    raw worker process (every job is gone when a run ends), so the server and worker side
+    is the very same for every system compared.
+    """
+    results: dict[str, list[tuple[float, float, float]]] = {s: [] for s in systems}
+    for round_no in range(args.rounds):
+        shift = round_no % len(systems)
+        order = systems[shift:] + systems[:shift]
+        if scenario == "foreground":
+            setup = Setup(scenario, args)
+            try:
+                for system in order:
+                    results[system].append(setup.run(scenario, system, uniques, args))
+            finally:
+                setup.close()
+        else:
+            for system in order:
+                setup = Setup(scenario, args)
+                try:
+                    results[system].append(setup.run(scenario, system, uniques, args))
+                finally:
+                    setup.close()
+    return results
+
+
+def report(results: dict[str, list[tuple[float, float, float]]]) -> None:
+    rates = {s: [r[0] for r in v] for s, v in results.items()}
+    cpus = {s: [r[1] for r in v] for s, v in results.items()}
+    medians = {s: statistics.median(v) for s, v in rates.items()}
+    for system, runs in results.items():
+        shown = ", ".join(f"{r[0]:,.0f}" for r in runs)
+        print(
+            f"  {system:11s} {medians[system]:>10,.0f} jobs/s  (runs: {shown}; CPU µs/job:"
+            f" client {statistics.median(cpus[system]):.1f},"
+            f" gearmand {statistics.median(r[2] for r in runs):.1f})"
+        )
+    for ours in [s for s in results if s.startswith("gearq")]:
+        for peer in ("raw", "pygearman"):
+            if peer not in results:
+                continue
+            paired = statistics.median(
+                a / b for a, b in zip(rates[ours], rates[peer], strict=True)
+            )
+            cpu = statistics.median(cpus[peer]) / statistics.median(cpus[ours])
+            print(
+                f"  {ours} / {peer}: {medians[ours] / medians[peer]:.2f}x"
+                f" (median of per-round ratios {paired:.2f}x;"
+                f" client CPU µs/job, {peer} / {ours}: {cpu:.2f}x)"
+            )
+
+
+def _cpus(spec: str) -> set[int] | None:
+    if not spec:
+        return None
+    out: set[int] = set()
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        out.update(range(int(low), int(high or low) + 1))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", choices=["background", "foreground", "all"], default="all")
-    parser.add_argument("--systems", default="raw,gearq,gearq-batch,pygearman")
+    parser.add_argument("--systems", default="raw,gearq,gearq-batch,gearq-bulk,pygearman")
     parser.add_argument("--bg-jobs", type=int, default=50_000)
     parser.add_argument("--fg-jobs", type=int, default=20_000)
     parser.add_argument("--in-flight", type=int, default=100)
@@ -222,16 +331,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--grabs", default="8,1", help="GRAB_JOB_UNIQs the raw worker keeps out (list: one "
         "foreground scenario each)"
     )
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--flags", default="", help="extra gearmand flags, e.g. '-t 1'")
     parser.add_argument("--quick", action="store_true", help="small sizes, one round")
     parser.add_argument(
         "--uvloop", action="store_true", help="run gearq on uvloop (if installed)"
     )
+    parser.add_argument(
+        "--client-cpus", default="", help="pin this process (every client) to these CPUs, "
+        "e.g. '0'; --server-cpus for gearmand and the worker, e.g. '1'"
+    )
+    parser.add_argument("--server-cpus", default="")
     args = parser.parse_args(argv)
     if args.quick:
         args.bg_jobs, args.fg_jobs, args.rounds = 10_000, 5_000, 1
     args.flags = shlex.split(args.flags)
+    args.server_cpus = _cpus(args.server_cpus)
+    client_cpus = _cpus(args.client_cpus)
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
     if args.uvloop:
         import uvloop  # type: ignore[import-not-found]
 
@@ -255,40 +373,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, gearmand {version},"
         f" gearq on {loop_name}"
     )
-    print(f"gearmand command (fresh server per run): {command}")
+    print(f"gearmand command: {command}")
+    if client_cpus or args.server_cpus:
+        print(f"pinned: clients on CPUs {client_cpus}, gearmand and worker on {args.server_cpus}")
     print(f"payload {len(PAYLOAD)} bytes, distinct 32-hex-digit uniques, rounds {args.rounds}")
     for scenario, args.grabs_now in scenarios:
         count = args.bg_jobs if scenario == "background" else args.fg_jobs
         uniques = [os.urandom(16).hex().encode() for _ in range(count)]
         if scenario == "background":
-            print(f"\n== background submit: {count} jobs, no worker")
+            print(f"\n== background submit: {count} jobs, no worker, a fresh gearmand per run")
         else:
             print(
                 f"\n== foreground: {count} jobs, {args.in_flight} in flight, 1 raw worker "
-                f"process with {args.grabs_now} GRAB_JOB_UNIQ outstanding"
+                f"process with {args.grabs_now} GRAB_JOB_UNIQ outstanding (one gearmand and "
+                "worker per round, shared by every system)"
             )
-        these = systems_of[scenario]
-        rates: dict[str, list[float]] = {s: [] for s in these}
-        cpus: dict[str, list[float]] = {s: [] for s in these}
-        server_cpus: dict[str, list[float]] = {s: [] for s in these}
-        for _ in range(args.rounds):
-            for system in these:  # interleaved, so drift hits every system alike
-                rate, cpu, server_cpu = run_one(scenario, system, uniques, args)
-                rates[system].append(rate)
-                cpus[system].append(cpu)
-                server_cpus[system].append(server_cpu)
-        medians = {s: statistics.median(v) for s, v in rates.items()}
-        for system in these:
-            runs = ", ".join(f"{r:,.0f}" for r in rates[system])
-            print(
-                f"  {system:10s} {medians[system]:>10,.0f} jobs/s  (runs: {runs}; "
-                f"CPU µs/job: client {statistics.median(cpus[system]):.1f}, "
-                f"gearmand {statistics.median(server_cpus[system]):.1f})"
-            )
-        for ours in ("gearq", "gearq-batch"):
-            for peer in ("raw", "pygearman"):
-                if ours in medians and peer in medians:
-                    print(f"  {ours} / {peer}: {medians[ours] / medians[peer]:.2f}x")
+        report(measure(scenario, systems_of[scenario], uniques, args))
     return 0
 
 

@@ -16,10 +16,13 @@ the top), in interleaved rounds; figures are medians.
   worker.
 
 Latency (S1): ``--latency-tasks`` round trips one after another (submit, wait for the
-result), beside the raw client with the raw worker keeping 1 GRAB outstanding (``raw-1``):
-``gearq`` is ``echo.delay(p).get()`` from a plain thread (two thread hand-offs: to the app's
-loop thread and back), ``gearq-async`` is ``await (await echo.adelay(p))`` on the caller's
-loop; both with the same TaskWorker. p50 and p99 in microseconds.
+result) per caller and round, beside the raw client with the raw worker keeping 1 GRAB
+outstanding (``raw-1``): ``gearq`` is ``echo.delay(p).get()`` from the main thread (which
+runs the app's event loop itself while it waits), ``gearq-async`` is
+``await (await echo.adelay(p))`` on an event loop of the main thread; both served by the
+TaskWorker. All three share one gearmand per round (the raw worker and the TaskWorker serve
+different functions) and take turns in blocks of ``--latency-block`` round trips, so that
+they see the same background load; p50 and p99 in microseconds are medians over rounds.
 
 CPU columns: microseconds of CPU per task of the client process, the worker process and
 gearmand (from /proc). Targets (issue 5): gearq >= 8x pygearman and >= 0.4x raw-8;
@@ -28,6 +31,7 @@ gearq p50 <= 1.3x the raw 1-GRAB loop's.
     python -m benchmarks.bench_tasks                 # 3 rounds, 20,000 tasks
     python -m benchmarks.bench_tasks --quick         # 1 round, 5,000 tasks
     python -m benchmarks.bench_tasks --flags="-t 1" --systems gearq,raw-8
+    python -m benchmarks.bench_tasks --systems= --rounds 5   # latency only
 """
 
 from __future__ import annotations
@@ -39,16 +43,17 @@ import os
 import shlex
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from benchmarks._procs import ReadyProcess  # noqa: E402
 from benchmarks.raw import (  # noqa: E402
     SUBMIT_JOB,
     WORK_COMPLETE,
@@ -111,35 +116,8 @@ def _serve_pygearman(address: str) -> None:
     worker.work(poll_timeout=1.0)
 
 
-class _WorkerProcess:
-    def __init__(self, args: list[str]) -> None:
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.bench_tasks", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if line.strip() != "ready":
-            self.stop()
-            raise RuntimeError(f"worker {args} did not start: {line!r}")
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
+def _worker_process(args: list[str]) -> ReadyProcess:
+    return ReadyProcess.module("benchmarks.bench_tasks", *args)
 
 
 def _cpu(pid: int) -> float:
@@ -253,7 +231,7 @@ def throughput(system: str, args: argparse.Namespace) -> Row:
     with GearmandProcess(args.flags, verbose="ERROR") as server:
         worker_args = _worker_args(system, server.address, args)
         if worker_args is not None:
-            worker = _WorkerProcess(worker_args)
+            worker = _worker_process(worker_args)
             worker_pid = worker.pid
         else:
             raw = start_raw_worker(server.address, PYG_FUNCTION, grabs=8)
@@ -281,68 +259,106 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return ordered[len(ordered) // 2] * 1e6, ordered[int(len(ordered) * 0.99)] * 1e6
 
 
-def latency_raw(address: str, count: int) -> list[float]:
-    sock = connect(address)
-    reader = _Reader(sock)
-    fn = PYG_FUNCTION
-    packet = _packet(SUBMIT_JOB, fn + b"\0\0" + PAYLOAD)
-    samples = []
-    for i in range(count + 100):
-        start = time.perf_counter()
-        sock.sendall(packet)
-        done = False
-        while not done:
-            for ptype, _body in reader.read():
-                if ptype == WORK_COMPLETE:
-                    done = True
-        if i >= 100:
-            samples.append(time.perf_counter() - start)
-    sock.close()
-    return samples
+class _RawRoundTrips:
+    """SUBMIT_JOB and wait for WORK_COMPLETE on a bare socket (no envelope, no parsing)."""
 
+    def __init__(self, address: str) -> None:
+        self.sock = connect(address)
+        self.reader = _Reader(self.sock)
+        self.packet = _packet(SUBMIT_JOB, PYG_FUNCTION + b"\0\0" + PAYLOAD)
 
-def latency_gearq(address: str, count: int) -> list[float]:
-    app, echo = make_app(address)
-    samples = []
-    for i in range(count + 100):
-        start = time.perf_counter()
-        echo.delay(PAYLOAD).get(timeout=30)
-        if i >= 100:
-            samples.append(time.perf_counter() - start)
-    app.close()
-    return samples
-
-
-def latency_gearq_async(address: str, count: int) -> list[float]:
-    app, echo = make_app(address)
-
-    async def main() -> list[float]:
+    def block(self, count: int) -> list[float]:
+        sock, reader, packet = self.sock, self.reader, self.packet
         samples = []
-        for i in range(count + 100):
+        for _ in range(count):
             start = time.perf_counter()
-            await (await echo.adelay(PAYLOAD))
-            if i >= 100:
-                samples.append(time.perf_counter() - start)
-        await app.aclose()
+            sock.sendall(packet)
+            done = False
+            while not done:
+                for ptype, _body in reader.read():
+                    if ptype == WORK_COMPLETE:
+                        done = True
+            samples.append(time.perf_counter() - start)
         return samples
 
-    return asyncio.run(main())
+    def close(self) -> None:
+        self.sock.close()
 
 
-def latency(system: str, args: argparse.Namespace) -> tuple[float, float]:
+class _BlockingRoundTrips:
+    """``echo.delay(p).get()`` from this (plain) thread."""
+
+    def __init__(self, address: str) -> None:
+        self.app, self.echo = make_app(address)
+
+    def block(self, count: int) -> list[float]:
+        delay = self.echo.delay
+        samples = []
+        for _ in range(count):
+            start = time.perf_counter()
+            delay(PAYLOAD).get(timeout=30)
+            samples.append(time.perf_counter() - start)
+        return samples
+
+    def close(self) -> None:
+        self.app.close()
+
+
+class _AsyncRoundTrips:
+    """``await (await echo.adelay(p))`` on an event loop of this thread (kept between
+    blocks, so its client stays connected)."""
+
+    def __init__(self, address: str) -> None:
+        self.app, self.echo = make_app(address)
+        self.loop = asyncio.new_event_loop()
+
+    async def _block(self, count: int) -> list[float]:
+        adelay = self.echo.adelay
+        samples = []
+        for _ in range(count):
+            start = time.perf_counter()
+            await (await adelay(PAYLOAD))
+            samples.append(time.perf_counter() - start)
+        return samples
+
+    def block(self, count: int) -> list[float]:
+        return self.loop.run_until_complete(self._block(count))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.app.aclose())
+        self.loop.close()
+
+
+LATENCY_SYSTEMS = ("raw-1", "gearq", "gearq-async")
+_ROUND_TRIPS = {"raw-1": _RawRoundTrips, "gearq": _BlockingRoundTrips,
+                "gearq-async": _AsyncRoundTrips}  # fmt: skip
+
+
+def latency(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+    """One round: one gearmand with the raw 1-GRAB worker and the TaskWorker, the three
+    callers taking turns in blocks of ``--latency-block`` round trips (the order rotating),
+    so that they share whatever else the machine is doing. p50 and p99 per caller."""
+    samples: dict[str, list[float]] = {s: [] for s in LATENCY_SYSTEMS}
     with GearmandProcess(args.flags, verbose="ERROR") as server:
-        if system == "raw-1":
-            raw = start_raw_worker(server.address, PYG_FUNCTION, grabs=1)
-            try:
-                return _percentiles(latency_raw(server.address, args.latency_tasks))
-            finally:
-                raw.stop()
-        worker = _WorkerProcess(_worker_args("gearq", server.address, args) or [])
-        measure = latency_gearq_async if system == "gearq-async" else latency_gearq
+        raw = start_raw_worker(server.address, PYG_FUNCTION, grabs=1)
+        worker = _worker_process(_worker_args("gearq", server.address, args) or [])
+        callers: dict[str, Any] = {}
         try:
-            return _percentiles(measure(server.address, args.latency_tasks))
+            for system in LATENCY_SYSTEMS:
+                callers[system] = _ROUND_TRIPS[system](server.address)
+                callers[system].block(100)  # warm up: connection, caches
+            order = list(LATENCY_SYSTEMS)
+            blocks = max(1, args.latency_tasks // args.latency_block)
+            for _ in range(blocks):
+                for system in order:
+                    samples[system] += callers[system].block(args.latency_block)
+                order.append(order.pop(0))
         finally:
+            for caller in callers.values():
+                caller.close()
             worker.stop()
+            raw.stop()
+    return {system: _percentiles(values) for system, values in samples.items()}
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -355,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--in-flight", type=int, default=1000)
-    parser.add_argument("--latency-tasks", type=int, default=2000)
+    parser.add_argument("--latency-tasks", type=int, default=2000, help="per caller and round")
+    parser.add_argument("--latency-block", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=32, help="gearq worker slots")
     parser.add_argument("--pool", default="inline", choices=["inline", "threads"])
     parser.add_argument("--rounds", type=int, default=3)
@@ -389,12 +406,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" pool={args.pool}, rounds {args.rounds}"
     )
     rows: dict[str, list[Row]] = {s: [] for s in systems}
-    lat: dict[str, list[tuple[float, float]]] = {"raw-1": [], "gearq": [], "gearq-async": []}
+    lat: dict[str, list[tuple[float, float]]] = {s: [] for s in LATENCY_SYSTEMS}
     for _ in range(args.rounds):
         for system in systems:
             rows[system].append(throughput(system, args))
-        for system in lat:
-            lat[system].append(latency(system, args))
+        if args.latency_tasks > 0:
+            for system, percentiles in latency(args).items():
+                lat[system].append(percentiles)
 
     def med(values: list[float]) -> float:
         return statistics.median(values)
@@ -415,7 +433,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" {row.server_us:>12.1f}"
         )
     print()
+    if args.latency_tasks > 0:
+        print(
+            f"single round trips: {args.latency_tasks} per caller and round, in turns of"
+            f" {args.latency_block}; medians over rounds of each round's p50 / p99"
+        )
     for system, samples in lat.items():
+        if not samples:
+            continue
         p50 = med([s[0] for s in samples])
         p99 = med([s[1] for s in samples])
         print(f"round trip {system:<12} p50 {p50:7.0f} µs   p99 {p99:7.0f} µs")
@@ -428,10 +453,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "raw-8" in medians:
             ratio = gearq.rate / medians["raw-8"].rate
             print(f"gearq / raw-8:     {ratio:.2f}x (target >= 0.4x)")
-    p50_raw = med([s[0] for s in lat["raw-1"]])
-    for system in ("gearq", "gearq-async"):
-        p50 = med([s[0] for s in lat[system]])
-        print(f"p50 {system} / raw-1: {p50 / p50_raw:.2f}x (target <= 1.3x)")
+    if lat["raw-1"]:
+        p50_raw = med([s[0] for s in lat["raw-1"]])
+        p99_raw = med([s[1] for s in lat["raw-1"]])
+        for system in ("gearq", "gearq-async"):
+            p50 = med([s[0] for s in lat[system]])
+            p99 = med([s[1] for s in lat[system]])
+            print(
+                f"{system} / raw-1: p50 {p50 / p50_raw:.2f}x (target <= 1.3x),"
+                f" p99 {p99 / p99_raw:.2f}x"
+            )
     return 0
 
 

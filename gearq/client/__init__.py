@@ -7,6 +7,7 @@ names. ``AdminClient`` / ``AsyncAdminClient`` speak the text admin protocol to e
 from .admin import AdminClient, AdminResults, AsyncAdminClient, ServerResult
 from .client import AsyncClient
 from .errors import (
+    BatchError,
     ClientClosed,
     JobConnectionLost,
     JobError,
@@ -19,7 +20,7 @@ from .errors import (
     ServerRejected,
     SubmitError,
 )
-from .job import Job, JobState, JobStatus, Priority, UniqueStatus
+from .job import BackgroundBatch, Job, JobState, JobStatus, Priority, UniqueStatus
 from .pool import Strategy
 from .sync import Client, SyncJob
 
@@ -28,6 +29,8 @@ __all__ = [
     "AdminResults",
     "AsyncAdminClient",
     "AsyncClient",
+    "BackgroundBatch",
+    "BatchError",
     "Client",
     "ClientClosed",
     "Job",

@@ -30,9 +30,9 @@ from ..protocol.limits import (
     check_unique,
 )
 from ..protocol.packets import PacketType
-from .errors import ClientClosed, JobConnectionLost, NoServerAvailable
-from .job import Job, JobState, JobStatus, Priority, UniqueStatus
-from .link import FLUSH_AT, Request, ServerLink
+from .errors import ClientClosed, JobConnectionLost, NoServerAvailable, PayloadTooLarge, detail
+from .job import BackgroundBatch, Job, JobState, JobStatus, Priority, UniqueStatus
+from .link import FLUSH_AT, Request, ServerLink, Span
 from .pool import ServerPool, Strategy, make_strategy
 from .submit import (
     BG_HEAD,
@@ -45,6 +45,7 @@ from .submit import (
     encode_submit,
     make_job,
     new_unique,
+    new_uniques,
     to_bytes,
 )
 
@@ -57,6 +58,12 @@ ClientEvent = Literal["connect", "disconnect", "error"]
 #: ``callback(server, error)``: error is None for ``connect`` and for a ``disconnect``
 #: the client asked for.
 ClientCallback = Callable[[ServerAddress, "BaseException | None"], object]
+# Jobs of a batch per chunk at most (chunks also end at FLUSH_AT bytes), and per
+# connection waiting for their JOB_CREATED.
+_CHUNK_JOBS = 1024
+_WINDOW = 2048
+_ONLY_BYTES = {bytes}
+
 
 class AsyncClient:
     """Submit jobs to one or more gearmand servers.
@@ -152,9 +159,11 @@ class AsyncClient:
     # -- events -------------------------------------------------------------------------------
 
     def on(self, event: ClientEvent, callback: ClientCallback) -> ClientCallback:
-        """Call ``callback(server, error)`` on ``connect``, ``disconnect`` or ``error``
-        (an ERROR packet, a failed connect, a lost connection). Returns the callback.
-        Exceptions in callbacks are logged, never raised."""
+        """Call ``callback(server, error)`` on ``connect`` (a connection opened),
+        ``disconnect`` (a connection ended: error is the ConnectionLost, or None when the
+        client closed it) or ``error`` (a failed connect, or an ERROR packet from the
+        server). A lost connection is a ``disconnect``, not an ``error``. Returns the
+        callback. Exceptions in callbacks are logged, never raised."""
         if event not in ("connect", "disconnect", "error"):
             raise ArgumentError(f"unknown client event {event!r}")
         self._listeners.setdefault(event, []).append(callback)
@@ -264,7 +273,7 @@ class AsyncClient:
                     (head, (fixed + len(unique_b) + len(payload)).to_bytes(4, "big"), fn_nul,
                      unique_b, NUL, payload)
                 )  # fmt: skip
-                order = self.pool.candidates(unique_b)
+                order = self.pool.fixed_order or self.pool.candidates(unique_b)
                 link = self._links[order[0]] if order else None
                 if link is not None and link.conn is not None:
                     link.pending.append(job)
@@ -389,6 +398,208 @@ class AsyncClient:
             if timeout is not None:
                 job._start_timer(loop, timeout)
         return jobs
+
+    async def submit_background_many(
+        self,
+        function: str | bytes,
+        payloads: Iterable[bytes],
+        *,
+        uniques: Iterable[str | bytes | None] | None = None,
+        priority: Priority = Priority.NORMAL,
+        timeout: float | None = None,
+        resubmit_on_failure: bool | None = None,
+    ) -> BackgroundBatch:
+        """Submit one background job per payload (with ``uniques[i]`` if given, else a
+        random unique) and return them as one :class:`BackgroundBatch`.
+
+        The bulk path: no :class:`Job` per job, the packets encoded and written in large
+        chunks, and the acknowledgements matched in order. ``await batch`` returns the
+        handles once every job is acknowledged, or raises :class:`BatchError` naming the
+        jobs that failed; ``batch.wait()`` waits without raising. Each job is routed on
+        its own, with failover, as ``submit`` would route it; ``timeout`` and
+        ``resubmit_on_failure`` mean what they mean for ``submit``.
+
+        An invalid value raises before anything is sent, and :class:`NoServerAvailable`
+        is raised when no job could be sent at all. Returns once every packet is queued
+        for its socket (waiting only while a socket is backed up).
+        """
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        payload_list = list(payloads)
+        # Checked with map() and set(): C loops, a fraction of the cost of a Python one.
+        if payload_list and set(map(type, payload_list)) != _ONLY_BYTES:
+            for i, payload in enumerate(payload_list):
+                if payload.__class__ is not bytes:
+                    if not isinstance(payload, (bytes, bytearray, memoryview)):
+                        raise ArgumentError(
+                            f"payload must be bytes, got {type(payload).__name__}"
+                        )
+                    payload_list[i] = bytes(payload)
+        # The distinct lengths: one pass that gives the largest, and whether every packet
+        # will have the same size (which _write_span turns into a much faster encoding).
+        payload_lengths = set(map(len, payload_list))
+        limit = self.max_payload_size
+        if limit is not None and payload_list:
+            largest = max(payload_lengths)
+            if largest > limit:
+                raise PayloadTooLarge(
+                    f"a payload is {largest} bytes, the client's max_payload_size is {limit}"
+                )
+        count = len(payload_list)
+        unique_list: list[bytes]
+        if uniques is None:
+            unique_list = new_uniques(count)
+            unique_lengths = {32}
+        else:
+            given = list(uniques)
+            if len(given) != count:
+                raise ArgumentError("uniques and payloads differ in length")
+            plain = count > 0 and set(map(type, given)) == _ONLY_BYTES
+            if plain:
+                unique_lengths = set(map(len, given))  # type: ignore[arg-type]
+                plain = max(unique_lengths) <= MAX_UNIQUE and 0 not in b"".join(given)  # type: ignore[arg-type]
+            if plain:
+                unique_list = given  # type: ignore[assignment]
+            else:
+                fresh = iter(new_uniques(given.count(None)))
+                unique_list = [
+                    next(fresh) if u is None else check_unique(to_bytes(u, "unique"))
+                    for u in given
+                ]
+                unique_lengths = set(map(len, unique_list))
+        if timeout is None:
+            timeout = self.job_timeout
+        elif timeout <= 0:
+            raise ArgumentError("timeout must be positive")
+        fn = self._function(function)
+        if SUBMIT_HEADS.get((True, priority)) is None:
+            raise ArgumentError(f"priority must be a Priority, got {priority!r}")
+        resubmit = self.resubmit_on_failure if resubmit_on_failure is None else resubmit_on_failure
+        batch = BackgroundBatch(self, fn, payload_list, unique_list, priority, resubmit)
+        if not count:
+            return batch
+        if len(unique_lengths) == 1 and len(payload_lengths) == 1:
+            batch._packet_size = 14 + len(fn) + min(unique_lengths) + min(payload_lengths)
+        if timeout is not None:
+            # Running while the batch is sent: a server that stops answering must not
+            # hold a batch waiting for room in its window past its deadline.
+            batch._start_timer(self._get_loop(), timeout)
+        unsent, error = await self._send_batch(batch, range(count), 1)
+        if unsent:
+            if len(unsent) == count:
+                batch._cancel_timer()
+                raise error
+            for i in unsent:
+                batch._fail(i, error)
+        return batch
+
+    async def _send_batch(
+        self, batch: BackgroundBatch, indices: Sequence[int], attempt: int
+    ) -> tuple[list[int], BaseException]:
+        """Send jobs of ``batch``, each to the first server that can take it. Returns those
+        that none could take, and why."""
+        links = self._links
+        pool = self.pool
+        todo = indices
+        unsent: list[int] = []
+        errors: dict[int, BaseException] = {}
+        # Every failure below takes a server out of the pool, so this ends; the bound is a
+        # guard against a custom strategy that names servers in their recover time.
+        for _ in range(len(links) + 2):
+            if not todo:
+                break
+            if self._closed:
+                return [*unsent, *todo], ClientClosed("the client was closed")
+            groups, nowhere = pool.route(batch.uniques, todo)
+            unsent += nowhere
+            retry: list[int] = []
+            for index, group in groups.items():
+                link = links[index]
+                if link.conn is None:
+                    try:
+                        await link.connect()
+                    except ConnectFailed as exc:
+                        errors[index] = exc
+                        retry += group
+                        continue
+                    except ClientClosed:
+                        retry += group
+                        continue
+                    if link.conn is None:  # lost again while we were resumed
+                        retry += group
+                        continue
+                retry += await self._write_span(link, batch, group, attempt)
+            todo = retry
+        else:
+            unsent += todo
+        if self._closed:
+            return unsent, ClientClosed("the client was closed")
+        return unsent, pool.no_server_error(errors)
+
+    async def _write_span(
+        self, link: ServerLink, batch: BackgroundBatch, indices: Sequence[int], attempt: int
+    ) -> Sequence[int]:
+        """Encode and queue jobs of a batch on ``link`` in chunks of about FLUSH_AT bytes,
+        one reply-queue entry per chunk; returns those not sent because the connection
+        was lost meanwhile."""
+        fn_nul = batch.function + NUL
+        fixed = len(fn_nul) + 1
+        head = SUBMIT_HEADS[True, batch.priority]
+        uniques = batch.uniques
+        payloads = batch.payloads
+        total = len(indices)
+        if not total:
+            return ()
+        # Every packet the same size (uniques of one length, payloads of one length, as
+        # with generated uniques and fixed-size payloads): one header for all, and each
+        # chunk is assembled by slice assignments, with no Python code per job.
+        size = batch._packet_size
+        uniform = size is not None
+        if size is None:
+            size = 12 + fixed + (sum(map(len, uniques)) + sum(map(len, payloads))) // len(uniques)
+        else:
+            header = head + (size - 12).to_bytes(4, "big")
+            template = [header, fn_nul, NUL, NUL, NUL]
+        # Chunks by count, sized from the (average) packet.
+        step = max(1, min(_CHUNK_JOBS, FLUSH_AT // size))
+        contiguous = indices.__class__ is range and indices.step == 1
+        start = 0
+        while start < total:
+            if link.unanswered + step > _WINDOW:
+                # A window, as pipelined loops keep: with no bound the server's buffers
+                # grow without end and both sides spend more per job.
+                await link.wait_room(_WINDOW - step, batch._is_done)
+                if batch.done:
+                    return ()  # timed out or closed meanwhile: every job has its error
+            if link.conn is None:
+                return indices[start:]
+            chunk = indices[start : start + step]
+            count = len(chunk)
+            if contiguous:
+                a = chunk[0]
+                chunk_uniques = uniques[a : a + count]
+                chunk_payloads = payloads[a : a + count]
+            else:
+                chunk_uniques = [uniques[i] for i in chunk]
+                chunk_payloads = [payloads[i] for i in chunk]
+            if uniform:
+                parts = template * count
+                parts[2::5] = chunk_uniques
+                parts[4::5] = chunk_payloads
+            else:
+                parts = []
+                add = parts.extend
+                for unique, payload in zip(chunk_uniques, chunk_payloads, strict=True):
+                    add((head, (fixed + len(unique) + len(payload)).to_bytes(4, "big"), fn_nul,
+                         unique, NUL, payload))  # fmt: skip
+            link.pending.append(Span(batch, chunk, attempt))
+            link.unanswered += count
+            link.write(b"".join(parts))
+            start += step
+            if link.wsize >= FLUSH_AT:
+                link.flush()
+                await link.drain()
+        return ()
 
     async def _send_job(
         self, job: Job, packet: bytes | None = None, order: Sequence[int] | None = None
@@ -548,16 +759,16 @@ class AsyncClient:
         self._emit("error", link.address, error)
 
     def _server_error(
-        self, link: ServerLink, error: BaseException, request: Job | Request | None
+        self, link: ServerLink, error: BaseException, request: Job | Request | Span | None
     ) -> None:
-        log.warning("%s: request failed: %s", link.address, error)
+        log.warning("%s: request failed: %s", link.address, detail(error, link.address))
         self._emit("error", link.address, error)
 
     def _link_lost(
         self,
         link: ServerLink,
         error: ConnectionLost | None,
-        pending: Sequence[Job | Request],
+        pending: Sequence[Job | Request | Span],
         jobs: Sequence[Job],
     ) -> None:
         if error is None and self._closed:
@@ -566,12 +777,17 @@ class AsyncClient:
         else:
             reason = error or ConnectionLost(link.address, "connection closed")
             pause = self.pool.mark_failed(link.index, reason)
-            log.warning("lost %s: %s; skipping it for %.1f s", link.address, reason, pause)
+            log.warning(
+                "lost %s: %s; skipping it for %.1f s",
+                link.address, detail(reason, link.address), pause,
+            )  # fmt: skip
         self._emit("disconnect", link.address, error)
         for item in pending:
             if isinstance(item, Request):
                 if item.future is not None and not item.future.done():
                     item.future.set_exception(reason)
+            elif isinstance(item, Span):
+                self._span_lost(item, link, reason)
             else:
                 self._job_lost(item, link, reason)
         for job in jobs:
@@ -592,6 +808,50 @@ class AsyncClient:
             return
         self._fail_lost(job, link, reason)
 
+    def _span_lost(self, span: Span, link: ServerLink, reason: BaseException) -> None:
+        batch = span.batch
+        indices = span.unanswered()
+        if not indices:
+            return
+        if isinstance(reason, ClientClosed):
+            for i in indices:
+                batch._fail(i, ClientClosed(str(reason)))
+            return
+        if batch.resubmit and span.attempt <= len(self._links):
+            task = self._get_loop().create_task(
+                self._resubmit_batch(batch, indices, span.attempt + 1, link, reason)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        for i in indices:
+            batch._fail(i, _lost_unacknowledged(link, reason))
+
+    async def _resubmit_batch(
+        self,
+        batch: BackgroundBatch,
+        indices: list[int],
+        attempt: int,
+        link: ServerLink,
+        reason: BaseException,
+    ) -> None:
+        log.info(
+            "resubmitting %d jobs of %r (attempt %d) after losing %s",
+            len(indices), batch, attempt, link.address,
+        )  # fmt: skip
+        try:
+            unsent, error = await self._send_batch(batch, indices, attempt)
+        except asyncio.CancelledError:
+            # close() cancels resubmits; the caller must still learn how the jobs ended.
+            for i in indices:
+                batch._fail(i, ClientClosed("the client was closed while resubmitting"))
+            raise
+        for i in unsent:
+            if isinstance(error, ClientClosed):
+                batch._fail(i, error)
+            else:
+                batch._fail(i, _lost_unacknowledged(link, error))
+
     def _fail_lost(self, job: Job, link: ServerLink, reason: BaseException) -> None:
         if job.handle is None:
             what = "the connection was lost before the server acknowledged the job"
@@ -599,7 +859,9 @@ class AsyncClient:
                 what += "; it may or may not exist there"
         else:
             what = f"the connection was lost while job {job.handle.decode(errors='replace')} ran"
-        error = JobConnectionLost(link.address, f"{what} ({reason})", handle=job.handle)
+        error = JobConnectionLost(
+            link.address, f"{what} ({detail(reason, link.address)})", handle=job.handle
+        )
         error.__cause__ = reason
         job._finish(JobState.ERROR, error, "error", error)
 
@@ -644,6 +906,16 @@ class AsyncClient:
     def __repr__(self) -> str:
         servers = ",".join(str(s) for s in self.servers)
         return f"<AsyncClient {servers} {type(self.pool.strategy).__name__}>"
+
+
+def _lost_unacknowledged(link: ServerLink, reason: BaseException) -> JobConnectionLost:
+    error = JobConnectionLost(
+        link.address,
+        "the connection was lost before the server acknowledged the job; it may or may"
+        f" not exist there ({detail(reason, link.address)})",
+    )
+    error.__cause__ = reason
+    return error
 
 
 def _int(value: bytes) -> int:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ..net.address import ServerAddress
 from ..net.errors import ConnectionLost, ServerError
 from ..protocol.errors import ArgumentError, GearqError
 
 __all__ = [
+    "BatchError",
     "ClientClosed",
     "JobConnectionLost",
     "JobError",
@@ -21,6 +22,17 @@ __all__ = [
     "ServerRejected",
     "SubmitError",
 ]
+
+
+def detail(error: BaseException, server: ServerAddress) -> str:
+    """``str(error)`` without the ``host:port: `` prefix a ServerError about ``server``
+    starts with, for messages that name the server themselves."""
+    text = str(error)
+    if isinstance(error, ServerError) and error.server == server:
+        prefix = f"{server}: "
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
 
 
 class JobError(GearqError):
@@ -96,8 +108,27 @@ class NoServerAvailable(SubmitError):
         for server, error in self.errors.items():
             wait = self.retry_in.get(server, 0.0)
             note = f" (retry in {wait:.1f} s)" if wait > 0 else ""
-            parts.append(f"{server}: {error or 'skipped'}{note}")
+            text = "skipped" if error is None else detail(error, server)
+            parts.append(f"{server}: {text}{note}")
         super().__init__("no job server available: " + "; ".join(parts))
+
+
+class BatchError(SubmitError):
+    """Some jobs of a :class:`BackgroundBatch` did not reach a server.
+
+    ``errors`` maps the index of each failed job to its error (a ``JobConnectionLost``,
+    ``QueueFull``, ``JobTimeout``, ...); ``handles`` holds the handles of the others, with
+    None where a job failed.
+    """
+
+    def __init__(
+        self, errors: Mapping[int, BaseException], handles: Sequence[bytes | None]
+    ) -> None:
+        self.errors = dict(errors)
+        self.handles = list(handles)
+        first = min(self.errors) if self.errors else None
+        example = f"; job {first}: {self.errors[first]}" if first is not None else ""
+        super().__init__(f"{len(self.errors)} of {len(self.handles)} jobs failed{example}")
 
 
 class JobConnectionLost(ConnectionLost):

@@ -1,8 +1,10 @@
-"""The client's view of one job: its handle and server, its state, its events, its result.
+"""The client's view of one job (its handle and server, its state, its events, its result),
+and of a batch of background jobs submitted together.
 
 A :class:`Job` is returned by ``AsyncClient.submit`` as soon as the request is on its way;
 the server's answers update it. Futures are made only for callers that wait, so a job that
-nobody awaits costs no more than this object.
+nobody awaits costs no more than this object. A :class:`BackgroundBatch` stands for many
+background jobs at once, with no object per job at all.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..net.address import ServerAddress
-from .errors import JobTimeout
+from .errors import BatchError, JobTimeout
 
 if TYPE_CHECKING:
     from .client import AsyncClient
 
 __all__ = [
+    "BackgroundBatch",
     "Job",
     "JobEvent",
     "JobState",
@@ -479,3 +482,184 @@ def _expire_waiter(fut: asyncio.Future[None], job: Job, timeout: float) -> None:
                 handle=job.handle,
             )
         )
+
+
+class BackgroundBatch:
+    """Background jobs submitted together by ``AsyncClient.submit_background_many``.
+
+    Job ``i`` is the one with ``uniques[i]`` and ``payloads[i]``. ``handles[i]`` and
+    ``servers[i]`` are set when its server acknowledges it; ``errors[i]`` when it fails
+    instead (rejected, connection lost, client-side timeout, client closed). Every job
+    ends one way or the other, and then the batch is ``done``.
+
+    One object for the lot, where ``submit`` makes a :class:`Job` each: the bulk path for
+    callers that only need to know that the server has the jobs.
+    """
+
+    __slots__ = (
+        "_callbacks",
+        "_client",
+        "_left",
+        "_packet_size",
+        "_timer",
+        "_waiters",
+        "errors",
+        "function",
+        "handles",
+        "payloads",
+        "priority",
+        "resubmit",
+        "servers",
+        "uniques",
+    )
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        function: bytes,
+        payloads: list[bytes],
+        uniques: list[bytes],
+        priority: Priority,
+        resubmit: bool,
+    ) -> None:
+        count = len(uniques)
+        self._client = client
+        self.function = function
+        self.payloads = payloads
+        self.uniques = uniques
+        self.priority = priority
+        self.resubmit = resubmit
+        self.handles: list[bytes | None] = [None] * count
+        self.servers: list[ServerAddress | None] = [None] * count
+        self.errors: dict[int, BaseException] = {}
+        # Jobs neither acknowledged nor failed yet.
+        self._left = count
+        self._waiters: list[asyncio.Future[None]] | None = None
+        self._callbacks: list[Callable[[BackgroundBatch], object]] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        # Set by the client when every packet has the same size (a faster encoding).
+        self._packet_size: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.uniques)
+
+    @property
+    def done(self) -> bool:
+        """True once every job is acknowledged or failed."""
+        return self._left == 0
+
+    @property
+    def acknowledged(self) -> int:
+        """How many jobs the servers have acknowledged so far."""
+        return len(self.uniques) - self._left - len(self.errors)
+
+    @property
+    def client(self) -> AsyncClient:
+        return self._client
+
+    async def wait(self, timeout: float | None = None) -> None:
+        """Wait until the batch is done; failed jobs are in ``errors``, nothing is raised
+        for them. Raises :class:`JobTimeout` if ``timeout`` seconds pass first (the jobs
+        go on)."""
+        if self._left == 0:
+            return
+        loop = self._client._get_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(fut)
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(timeout, _expire_batch_waiter, fut, timeout)
+        try:
+            await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if not fut.done():
+                fut.cancel()
+
+    async def created(self, timeout: float | None = None) -> list[bytes]:
+        """Wait until the batch is done and return every job's handle; raise
+        :class:`BatchError` if any job failed (or :class:`JobTimeout`, see :meth:`wait`)."""
+        await self.wait(timeout)
+        return self.result_nowait()
+
+    def __await__(self) -> Generator[Any, None, list[bytes]]:
+        return self.created().__await__()
+
+    def result_nowait(self) -> list[bytes]:
+        """The handles of a done batch, or raise :class:`BatchError`; raises
+        ``asyncio.InvalidStateError`` while it is not done."""
+        if self._left:
+            raise asyncio.InvalidStateError(f"{self!r} is not done")
+        if self.errors:
+            raise BatchError(self.errors, self.handles)
+        return list(self.handles)  # type: ignore[arg-type]  # no error: every one is set
+
+    def add_done_callback(self, callback: Callable[[BackgroundBatch], object]) -> None:
+        """Call ``callback(batch)`` once the batch is done (at once if it already is)."""
+        if self._left == 0:
+            Job._run_callback(callback, self)
+            return
+        if self._callbacks is None:
+            self._callbacks = []
+        self._callbacks.append(callback)
+
+    # -- updates from the connections ---------------------------------------------------------
+
+    def _fail(self, index: int, error: BaseException) -> None:
+        """End job ``index`` with ``error`` unless it has ended already."""
+        if self.handles[index] is not None or index in self.errors:
+            return
+        self.errors[index] = error
+        self._left -= 1
+        if self._left == 0:
+            self._done()
+
+    def _done(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiters = self._waiters
+        if waiters:
+            self._waiters = None
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        callbacks = self._callbacks
+        if callbacks:
+            self._callbacks = None
+            for callback in callbacks:
+                Job._run_callback(callback, self)
+
+    def _is_done(self) -> bool:
+        return self._left == 0
+
+    def _start_timer(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        if self._left:
+            self._timer = loop.call_later(timeout, self._expire, timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self, timeout: float) -> None:
+        self._timer = None
+        message = f"job not acknowledged within {timeout:g} s (client-side timeout)"
+        for index, handle in enumerate(self.handles):
+            if handle is None and index not in self.errors:
+                self._fail(index, JobTimeout(message))
+
+    def __repr__(self) -> str:
+        state = "done" if self._left == 0 else f"{self._left} waiting"
+        return (
+            f"<BackgroundBatch {self.function!r} {len(self.uniques)} jobs, "
+            f"{len(self.errors)} failed, {state}>"
+        )
+
+
+def _expire_batch_waiter(fut: asyncio.Future[None], timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(JobTimeout(f"batch not done within {timeout:g} s (the jobs go on)"))

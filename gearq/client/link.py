@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Union
 
 from ..net.address import ServerAddress
@@ -22,13 +23,13 @@ from ..net.errors import ConnectFailed, ConnectionLost
 from ..protocol.codec import encode_request
 from ..protocol.packets import Packet, PacketType
 from .errors import ClientClosed, JobException, JobFailed, QueueFull, ServerRejected
-from .job import Job, JobState
+from .job import BackgroundBatch, Job, JobState
 from .wire import ClientConnection
 
 if TYPE_CHECKING:
     from .client import AsyncClient
 
-__all__ = ["Request", "ServerLink"]
+__all__ = ["Request", "ServerLink", "Span"]
 
 log = logging.getLogger("gearq.client")
 
@@ -50,6 +51,8 @@ _PENDING = JobState.PENDING
 # submits is still being written, as a windowed pipeline would) and waits if the socket is
 # backed up.
 FLUSH_AT = 64 * 1024
+# A batch waiting for room in its window looks this often whether it should give up.
+_ROOM_POLL = 0.5
 
 
 class Request:
@@ -76,7 +79,27 @@ class _Group:
         self.cursor = 0
 
 
-_Pending = Union[Job, Request]  # noqa: UP007 (a runtime alias on 3.10)
+class Span:
+    """Consecutive submits of one :class:`BackgroundBatch`, written together: one entry in
+    the reply queue for all of them. ``indices[pos]`` is the job the next reply is for."""
+
+    __slots__ = ("attempt", "batch", "count", "indices", "pos")
+
+    def __init__(self, batch: BackgroundBatch, indices: Sequence[int], attempt: int) -> None:
+        self.batch = batch
+        self.indices = indices
+        self.count = len(indices)
+        self.pos = 0
+        #: How often these jobs were submitted (above 1 after a resubmit).
+        self.attempt = attempt
+
+    def unanswered(self) -> list[int]:
+        """The jobs that got no reply yet and have not ended otherwise (timed out)."""
+        batch = self.batch
+        return [i for i in self.indices[self.pos :] if i not in batch.errors]
+
+
+_Pending = Union[Job, Request, Span]  # noqa: UP007 (a runtime alias on 3.10)
 
 
 def _int(value: bytes) -> int:
@@ -95,12 +118,15 @@ class ServerLink:
         "_loop",
         "_lost_error",
         "_open_task",
+        "_room",
+        "_room_at",
         "address",
         "client",
         "conn",
         "index",
         "jobs",
         "pending",
+        "unanswered",
         "wbuf",
         "wsize",
     )
@@ -119,6 +145,10 @@ class ServerLink:
         self._open_task: asyncio.Task[None] | None = None
         self._lost_error: ConnectionLost | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Jobs of batch spans sent and not answered yet (the batch window).
+        self.unanswered = 0
+        self._room: asyncio.Future[None] | None = None
+        self._room_at = 0
 
     # -- connecting ---------------------------------------------------------------------------
 
@@ -186,6 +216,25 @@ class ServerLink:
         self.write(encode_request(ptype, *args))
         return fut
 
+    async def wait_room(self, at_most: int, give_up: Callable[[], bool]) -> None:
+        """Wait until no more than ``at_most`` batch jobs wait for their replies, the
+        connection is gone, or ``give_up()`` (checked at least every _ROOM_POLL s)."""
+        while self.unanswered > at_most and self.conn is not None and not give_up():
+            assert self._loop is not None
+            fut = self._room = self._loop.create_future()
+            self._room_at = at_most
+            timer = self._loop.call_later(_ROOM_POLL, _wake, fut)
+            try:
+                await fut
+            finally:
+                timer.cancel()
+                self._room = None
+
+    def _wake_room(self) -> None:
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
+
     def _scheduled_flush(self) -> None:
         if self._flush_later:
             # Wake-ups were queued behind this call: step behind them (once per read).
@@ -227,7 +276,7 @@ class ServerLink:
         t = packet.type
         args = packet.args
         if t is _JOB_CREATED:
-            self.created(args[0])
+            self.created([args[0]])
         elif t is _WORK_COMPLETE:
             self.complete(args[0], args[1])
         elif t is _WORK_DATA or t is _WORK_STATUS or t is _WORK_WARNING:
@@ -255,19 +304,64 @@ class ServerLink:
         else:
             log.warning("%s: unexpected %s packet ignored", self.address, t.name)
 
-    def created(self, handle: bytes) -> None:
-        """JOB_CREATED: the hot path, with the common case inlined (the oldest request is
-        a submit still waiting)."""
+    def created(self, handles: list[bytes]) -> None:
+        """A run of JOB_CREATED packets: the hot path. The replies to a span of a batch
+        are stored a span at a time; a submit's job is updated inline."""
         pending = self.pending
-        job = pending[0] if pending else None
-        if job.__class__ is Job and job.state is _PENDING:
-            pending.popleft()
-            if job.background or self.jobs.setdefault(handle, job) is job:
-                job._set_created(handle, self.address)
-            else:
-                self._on_created(handle, job)  # coalesced with a job of ours
-        else:
-            self._on_created(handle)
+        address = self.address
+        done = 0
+        total = len(handles)
+        while done < total:
+            before = done
+            try:
+                head = pending[0] if pending else None
+                if head.__class__ is Span:
+                    assert isinstance(head, Span)
+                    batch = head.batch
+                    pos = head.pos
+                    take = min(total - done, head.count - pos)
+                    indices = head.indices[pos : pos + take]
+                    mine = handles[done : done + take] if done or take < total else handles
+                    done += take
+                    head.pos = pos + take
+                    if head.pos == head.count:
+                        pending.popleft()
+                    self.unanswered -= take
+                    if self._room is not None and self.unanswered <= self._room_at:
+                        self._wake_room()
+                    errors = batch.errors
+                    if not errors and indices.__class__ is range and take:
+                        first = indices[0]
+                        batch.handles[first : first + take] = mine
+                        batch.servers[first : first + take] = [address] * take
+                    else:
+                        for index, handle in zip(indices, mine, strict=True):
+                            # A job that already ended (client-side timeout) keeps its error.
+                            if errors and index in errors:
+                                take -= 1
+                            else:
+                                batch.handles[index] = handle
+                                batch.servers[index] = address
+                    batch._left -= take
+                    if take and not batch._left:
+                        batch._done()
+                    continue
+                handle = handles[done]
+                done += 1
+                if head.__class__ is Job and head.state is _PENDING:
+                    assert isinstance(head, Job)
+                    pending.popleft()
+                    if head.background or self.jobs.setdefault(handle, head) is head:
+                        head._set_created(handle, address)
+                    else:
+                        self._on_created(handle, head)  # coalesced with a job of ours
+                else:
+                    self._on_created(handle)
+            except Exception:
+                # A bug here must not lose the replies after it (nor loop forever).
+                log.exception("%s: error while handling JOB_CREATED", address)
+                if done == before:
+                    done += 1
 
     def complete(self, handle: bytes, result: bytes) -> None:
         """WORK_COMPLETE: the other packet every foreground job gets."""
@@ -369,7 +463,18 @@ class ServerLink:
         cls = QueueFull if code == b"QUEUE_ERROR" else ServerRejected
         error = cls(self.address, code_s, text_s)
         # gearmand answers in order, so the ERROR stands for the oldest request's reply.
-        item = self.pending.popleft() if self.pending else None
+        item = self.pending[0] if self.pending else None
+        if isinstance(item, Span):
+            index = item.indices[item.pos]
+            item.pos += 1
+            if item.pos == item.count:
+                self.pending.popleft()
+            self.unanswered -= 1
+            if self._room is not None and self.unanswered <= self._room_at:
+                self._wake_room()
+            item.batch._fail(index, error)
+        elif item is not None:
+            self.pending.popleft()
         if isinstance(item, Job):
             if item.state is _PENDING:
                 item._finish(JobState.ERROR, error, "error", error)
@@ -394,6 +499,8 @@ class ServerLink:
             self._flush_handle = None
         self.wbuf.clear()
         self.wsize = 0
+        self.unanswered = 0
+        self._wake_room()  # a batch waiting for room sees the connection gone
         error = error or self._lost_error
         self._lost_error = None
         pending = list(self.pending)
@@ -415,12 +522,17 @@ class ServerLink:
             self.conn.close()
 
 
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 def _retrieve(task: asyncio.Task[None]) -> None:
     if not task.cancelled():
         task.exception()
 
 
 def _describe(item: _Pending) -> str:
-    if isinstance(item, Job):
+    if isinstance(item, (Job, Span)):
         return "a JOB_CREATED"
     return f"a {item.expect.name}"

@@ -162,6 +162,9 @@ class ServerPool:
         self._down = 0
         # Sequence's order while every server is up never changes: skip the calls.
         self._fixed = type(strategy) is SequenceStrategy
+        #: Every request's order while it cannot change (sequence, every server up), else
+        #: None: one attribute read on the submit hot path instead of a call.
+        self.fixed_order: tuple[int, ...] | None = self._all if self._fixed else None
         self.index = {s: i for i, s in enumerate(self.servers)}
 
     def available(self) -> tuple[int, ...]:
@@ -179,11 +182,38 @@ class ServerPool:
             return ()
         return self.strategy.order(available, unique)
 
+    def route(
+        self, uniques: Sequence[bytes], indices: Sequence[int]
+    ) -> tuple[dict[int, Sequence[int]], list[int]]:
+        """Route many requests at once: the indices (into ``uniques``) grouped by the server
+        each would try first, and those with no server to try."""
+        if self._fixed and not self._down:
+            return {0: indices}, []
+        available = self.available()
+        if not available:
+            return {}, list(indices)
+        groups: dict[int, list[int]] = {}
+        none: list[int] = []
+        order = self.strategy.order
+        for i in indices:
+            choice = order(available, uniques[i])
+            if choice:
+                first = choice[0]
+                group = groups.get(first)
+                if group is None:
+                    groups[first] = [i]
+                else:
+                    group.append(i)
+            else:
+                none.append(i)
+        return dict(groups), none
+
     def mark_failed(self, index: int, error: BaseException) -> float:
         """Record a failure; returns the seconds the server is now skipped."""
         health = self.health[index]
         if not health.failures:
             self._down += 1
+            self.fixed_order = None
         self.last_error[index] = error
         return health.mark_failed()
 
@@ -192,6 +222,8 @@ class ServerPool:
         if health.failures:
             self._down -= 1
             health.mark_ok()
+            if self._fixed and not self._down:
+                self.fixed_order = self._all
 
     def no_server_error(
         self, errors: dict[int, BaseException] | None = None, only: int | None = None

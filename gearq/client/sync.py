@@ -1,8 +1,10 @@
-"""The blocking client: ``AsyncClient`` on a private event loop in a daemon thread.
+"""The blocking client: ``AsyncClient`` on a private event loop (:class:`DrivenLoop`).
 
-Any number of threads may share one ``Client``; each call is handed to the loop thread.
-After ``os.fork()`` the child notices the new pid and starts its own loop and connections
-(the parent's sockets are never touched by the child).
+A thread that blocks on the client (a submit, a result) runs the loop itself while nobody
+else does, so a single-threaded caller pays no thread hand-off; a daemon thread runs it
+the rest of the time. Any number of threads may share one ``Client``. After ``os.fork()``
+the child notices the new pid and starts its own loop and connections (the parent's
+sockets are never touched by the child).
 """
 
 from __future__ import annotations
@@ -12,11 +14,18 @@ import concurrent.futures
 import contextlib
 import os
 import queue
+import signal
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
+
+try:  # signal.signal's enum conversions cost ~15 µs a round trip; the C functions ~1 µs
+    import _signal as _sig  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - not CPython
+    _sig = signal
 
 from ..net.address import ServerAddress, ServerSpec
 from ..protocol.errors import GearqError
@@ -24,7 +33,7 @@ from .client import AsyncClient, ClientCallback, ClientEvent
 from .errors import ClientClosed, JobTimeout
 from .job import Job, JobCallback, JobEvent, JobState, JobStatus, Priority, UniqueStatus
 
-__all__ = ["Client", "SyncJob"]
+__all__ = ["Client", "DrivenLoop", "SyncJob", "driver_of"]
 
 _T = TypeVar("_T")
 
@@ -32,33 +41,243 @@ _T = TypeVar("_T")
 # into closing) the event loop and sockets it inherited from its parent.
 _ABANDONED: list[object] = []
 
+# The DrivenLoop of each loop it owns, by id(loop) (dropped when the loop is closed).
+_DRIVERS: dict[int, DrivenLoop] = {}
 
-class _LoopThread:
-    """An event loop running forever in a daemon thread."""
 
-    def __init__(self, name: str) -> None:
+def driver_of(loop: asyncio.AbstractEventLoop | None) -> DrivenLoop | None:
+    """The :class:`DrivenLoop` that runs ``loop``, if any."""
+    if loop is None:
+        return None
+    driver = _DRIVERS.get(id(loop))
+    return driver if driver is not None and driver.loop is loop else None
+
+
+_SIGINT = int(signal.SIGINT)
+
+
+class _Interrupt:
+    """Ctrl-C while a caller runs the loop: stop the loop cleanly, then raise.
+
+    Raised in the middle of a loop callback, KeyboardInterrupt could leave a connection
+    half-read; so while the main thread runs the loop, SIGINT only stops it.
+    """
+
+    __slots__ = ("hit", "loop", "previous")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.hit = False
+        self.previous = _sig.signal(_SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.hit = True
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def restore(self) -> None:
+        _sig.signal(_SIGINT, self.previous)
+
+
+def _catch_sigint(loop: asyncio.AbstractEventLoop) -> _Interrupt | None:
+    if (
+        threading.current_thread() is threading.main_thread()
+        and _sig.getsignal(_SIGINT) is signal.default_int_handler
+    ):
+        return _Interrupt(loop)
+    return None
+
+
+class DrivenLoop:
+    """An event loop run by whichever thread is waiting on it, else by a daemon thread.
+
+    A blocking call that waits (a result, a submit) takes the *baton* if nobody holds it and
+    runs the loop in its own thread until what it waits for is done: a single-threaded
+    caller pays no thread hand-off at all (each costs tens of microseconds of wake-up and
+    GIL latency, the bulk of a round trip's overhead). The daemon thread runs the loop only
+    when no caller has held the baton for ``grace`` seconds (so timers, heartbeats, callbacks
+    and events of results nobody waits for still run), and hands it back as soon as a
+    caller asks. Callers that find the baton held by another caller wait on a condition and
+    take over when it is released; one that cannot run the loop (another loop runs in its
+    thread) wakes the daemon thread instead. Callbacks therefore run in whichever thread
+    runs the loop at the time.
+    """
+
+    def __init__(self, name: str, grace: float = 0.02) -> None:
         self.loop = asyncio.new_event_loop()
-        started = threading.Event()
-        self.thread = threading.Thread(
-            target=self._run, args=(started,), name=name, daemon=True
-        )
+        self.pid = os.getpid()
+        self.grace = grace
+        self._baton = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0  # callers blocked in wait_for without the baton
+        self._kick = threading.Event()  # run the loop in the background now
+        self._last_caller = time.monotonic()  # when a caller last gave the baton back
+        self._handover = False  # a caller asked the background thread for the baton
+        self._caller: Callable[[], bool] | None = None  # what the driving caller waits for
+        self._deadline: float | None = None  # when it stops waiting (loop time)
+        self._alarm: asyncio.TimerHandle | None = None  # a wake-up at or before that
+        self._closing = False
+        _DRIVERS[id(self.loop)] = self
+        self.thread = threading.Thread(target=self._background, name=name, daemon=True)
         self.thread.start()
-        started.wait()
 
-    def _run(self, started: threading.Event) -> None:
+    # -- the background thread ------------------------------------------------------------
+
+    def _background(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.call_soon(started.set)
-        self.loop.run_forever()
+        baton, kick, loop, grace = self._baton, self._kick, self.loop, self.grace
+        while not self._closing:
+            quiet = time.monotonic() - self._last_caller
+            kicked = kick.wait(grace - quiet if quiet < grace else grace if baton.locked() else 0)
+            kick.clear()
+            if self._closing or loop.is_closed():
+                break
+            if not kicked and time.monotonic() - self._last_caller < grace:
+                continue
+            if not baton.acquire(blocking=False):
+                continue  # a caller runs the loop
+            try:
+                if not self._handover:
+                    loop.run_forever()  # until a caller asks for the baton, or close
+            finally:
+                if self._handover:
+                    # Leave the loop to callers for a while: they are back.
+                    self._handover = False
+                    self._last_caller = time.monotonic()
+                baton.release()
+                if self._waiting:
+                    with self._cond:
+                        self._cond.notify_all()
+
+    def _hand_over(self) -> None:
+        if self._handover and threading.current_thread() is self.thread:
+            self.loop.stop()
+
+    # -- callers --------------------------------------------------------------------------
+
+    def in_loop(self) -> bool:
+        """True in a callback of this loop (whichever thread runs it)."""
+        return asyncio._get_running_loop() is self.loop
+
+    def notify(self) -> None:
+        """Something a caller may wait for happened (call it from the loop)."""
+        caller = self._caller
+        if caller is not None and caller():
+            self.loop.stop()
+        if self._waiting:
+            with self._cond:
+                self._cond.notify_all()
+
+    def wait_for(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Block until ``done()`` (re-checked after each :meth:`notify`), running the loop
+        in this thread while nobody else does; False after ``timeout`` seconds."""
+        if done():
+            return True
+        if os.getpid() != self.pid:
+            raise GearqError("this belongs to the parent process; submit it again here")
+        if self.in_loop():
+            raise RuntimeError("a blocking gearq call from its own event loop would deadlock")
+        can_run = asyncio._get_running_loop() is None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        baton = self._baton
+        while True:
+            if can_run and baton.acquire(blocking=False):
+                try:
+                    return self._run(done, deadline)
+                finally:
+                    self._release()
+            with self._cond:
+                self._waiting += 1
+                try:
+                    while not done():
+                        if not baton.locked():
+                            if can_run:
+                                break
+                            self._kick.set()
+                        elif can_run and not self._handover and self._caller is None:
+                            # The background thread runs the loop: ask for it.
+                            self._handover = True
+                            self.loop.call_soon_threadsafe(self._hand_over)
+                        left = None if deadline is None else deadline - time.monotonic()
+                        if left is not None and left <= 0:
+                            return False
+                        self._cond.wait(left)
+                    else:
+                        return True
+                finally:
+                    self._waiting -= 1
+
+    def _run(self, done: Callable[[], bool], deadline: float | None) -> bool:
+        """Run the loop in this thread (holding the baton) until ``done()`` or deadline."""
+        self._handover = False
+        loop = self.loop
+        if loop.is_closed():
+            return done()
+        interrupted = _catch_sigint(loop)
+        self._caller = done
+        try:
+            while not done():
+                if interrupted is not None and interrupted.hit:
+                    break
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._deadline = loop.time() + left
+                    self._arm(self._deadline)
+                loop.run_forever()
+            return True
+        finally:
+            self._caller = None
+            self._deadline = None
+            if interrupted is not None:
+                interrupted.restore()
+                if interrupted.hit:
+                    raise KeyboardInterrupt
+
+    def _arm(self, when: float) -> None:
+        # One timer serves successive waits: with the same timeout each deadline is later
+        # than the armed one, which then only re-arms itself when it rings (a new timer
+        # per wait costs more than the rest of the wait's bookkeeping).
+        alarm = self._alarm
+        if alarm is not None:
+            if alarm.when() <= when:
+                return
+            alarm.cancel()
+        self._alarm = self.loop.call_at(when, self._ring)
+
+    def _ring(self) -> None:
+        self._alarm = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if self.loop.time() >= deadline - 0.001:  # timers may ring a hair early
+            self.loop.stop()  # the waiting caller sees its time is up
+        else:
+            self._alarm = self.loop.call_at(deadline, self._ring)
+
+    def _release(self) -> None:
+        self._last_caller = time.monotonic()
+        self._baton.release()
+        if self._waiting:
+            with self._cond:
+                self._cond.notify_all()
 
     def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
-        if threading.current_thread() is self.thread:
+        """Run a coroutine on the loop and return its result (TimeoutError after
+        ``timeout``; the coroutine goes on, as with ``Future.result(timeout)``)."""
+        if self.in_loop():
             coro.close()
-            raise RuntimeError("a blocking Client call from its own callback would deadlock")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+            raise RuntimeError("a blocking gearq call from its own event loop would deadlock")
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        fut.add_done_callback(lambda _fut: self.notify())
+        if not self.wait_for(fut.done, timeout):
+            raise concurrent.futures.TimeoutError
+        return fut.result()
 
-    def call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run ``fn(*args)`` in the loop thread and return its result."""
-        if threading.current_thread() is self.thread:
+    def call(self, fn: Callable[..., _T], *args: Any, timeout: float | None = None) -> _T:
+        """Run ``fn(*args)`` in the loop and return its result (TimeoutError after
+        ``timeout``; RuntimeError if the loop is closed)."""
+        if self.in_loop():
             return fn(*args)
         fut: concurrent.futures.Future[_T] = concurrent.futures.Future()
 
@@ -67,46 +286,89 @@ class _LoopThread:
                 fut.set_result(fn(*args))
             except BaseException as exc:
                 fut.set_exception(exc)
+            self.notify()
 
         self.loop.call_soon_threadsafe(run)
+        if not self.wait_for(fut.done, timeout):
+            raise concurrent.futures.TimeoutError
         return fut.result()
 
+    def schedule(self, fn: Callable[[], object]) -> None:
+        """Schedule ``fn`` in the loop from any thread, for a caller about to wait: when
+        nobody runs the loop, no wake-up is written (whoever runs it next runs ``fn``;
+        the background thread within ``grace``)."""
+        if self._baton.acquire(blocking=False):
+            try:
+                self.loop.call_soon(fn)  # nobody is in select(), so this is safe and enough
+            finally:
+                self._release()
+        else:
+            self.loop.call_soon_threadsafe(fn)
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Schedule ``fn`` in the loop from any thread, without waiting: if no thread runs
+        the loop now, the background thread starts at once rather than after ``grace``."""
+        self.loop.call_soon_threadsafe(fn)
+        self.wake()
+
+    def wake(self) -> None:
+        """Make sure some thread runs the loop soon (after scheduling work on it that
+        nobody will wait for in :meth:`wait_for`)."""
+        if not self._baton.locked():
+            self._kick.set()
+
     def stop(self) -> None:
-        if self.loop.is_closed():
+        """Stop the background thread and close the loop (not from a loop callback)."""
+        if self.loop.is_closed() or os.getpid() != self.pid:
             return
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._closing = True
+        self._kick.set()
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._stop_background)
         if threading.current_thread() is not self.thread:
             self.thread.join(10)
-        if not self.thread.is_alive():
-            self.loop.close()
+        if self._baton.acquire(timeout=10):
+            try:
+                if not self.loop.is_closed():
+                    self.loop.close()
+            finally:
+                self._baton.release()
+        _DRIVERS.pop(id(self.loop), None)
+
+    def _stop_background(self) -> None:
+        if threading.current_thread() is self.thread:
+            self.loop.stop()
+
+
+#: The name the admin client imports.
+_LoopThread = DrivenLoop
 
 
 class SyncJob:
     """A job of the blocking client: the same attributes and method names as :class:`Job`,
-    with blocking waits. Callbacks run in the client's loop thread."""
+    with blocking waits. Callbacks run in the thread that runs the client's loop at the
+    time (a thread blocked on the client, or its daemon thread)."""
 
-    __slots__ = ("_created", "_done", "_job", "_pid", "_runner")
+    __slots__ = ("_job", "_pid", "_runner")
 
-    def __init__(self, job: Job, runner: _LoopThread) -> None:
-        # Built in the loop thread, so the callbacks cannot miss an event.
+    def __init__(self, job: Job, runner: DrivenLoop) -> None:
+        # Built in the loop, so the callbacks cannot miss an event.
         self._job = job
         self._runner = runner
         self._pid = os.getpid()
-        self._done = threading.Event()
-        self._created = threading.Event()
-        job.add_done_callback(self._on_done)
-        if job.state is not JobState.PENDING:
-            self._created.set()
-        else:
-            job.on("created", lambda _job, _handle: self._created.set())
+        job.add_done_callback(self._changed)
+        if job.state is JobState.PENDING:
+            job.on("created", self._changed)
 
-    def _on_done(self, job: Job) -> None:
-        self._created.set()
-        self._done.set()
+    def _changed(self, *_: object) -> None:
+        self._runner.notify()
+
+    def _is_created(self) -> bool:
+        return self._job.handle is not None or self._job.done
 
     @property
     def job(self) -> Job:
-        """The underlying asyncio job (touch it only from the loop thread)."""
+        """The underlying asyncio job (touch it only from a callback of the client's loop)."""
         return self._job
 
     @property
@@ -123,7 +385,7 @@ class SyncJob:
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._job.done
 
     @property
     def error(self) -> BaseException | None:
@@ -177,7 +439,8 @@ class SyncJob:
         """Block for the result (b"" for a background job once created); raises the typed
         error, or :class:`JobTimeout` after ``timeout`` seconds (the job goes on)."""
         self._check_pid()
-        if not self._done.wait(timeout):
+        job = self._job
+        if not job.done and not self._runner.wait_for(lambda: job.done, timeout):
             raise JobTimeout(
                 f"no result within {timeout:g} s (the job goes on)",
                 server=self._job.server,
@@ -188,7 +451,7 @@ class SyncJob:
     def created(self, timeout: float | None = None) -> bytes:
         """Block until the server acknowledged the job; return its handle."""
         self._check_pid()
-        if not self._created.wait(timeout):
+        if not self._runner.wait_for(self._is_created, timeout):
             raise JobTimeout(f"not acknowledged within {timeout:g} s")
         handle = self._job.handle
         if handle is None:
@@ -202,6 +465,11 @@ class SyncJob:
         if it did not complete. ``timeout`` bounds the wait for each chunk."""
         self._check_pid()
         chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        runner = self._runner
+
+        def put(item: bytes | None) -> None:
+            chunks.put(item)
+            runner.notify()
 
         def start() -> None:
             for chunk in self._job.data:
@@ -209,15 +477,14 @@ class SyncJob:
             if self._job.done:
                 chunks.put(None)
                 return
-            self._job.on("data", lambda _job, data: chunks.put(data))
-            self._job.add_done_callback(lambda _job: chunks.put(None))
+            self._job.on("data", lambda _job, data: put(data))
+            self._job.add_done_callback(lambda _job: put(None))
 
-        self._runner.call(start)
+        runner.call(start)
         while True:
-            try:
-                item = chunks.get(timeout=timeout)
-            except queue.Empty:
-                raise JobTimeout(f"no data within {timeout:g} s") from None
+            if not runner.wait_for(lambda: not chunks.empty(), timeout):
+                raise JobTimeout(f"no data within {timeout:g} s")
+            item = chunks.get_nowait()
             if item is None:
                 break
             yield item
@@ -225,8 +492,8 @@ class SyncJob:
             raise self._job.error
 
     def on(self, event: JobEvent, callback: JobCallback) -> JobCallback:
-        """``callback(job, value)`` on each event, called in the loop thread with the
-        underlying :class:`Job`."""
+        """``callback(job, value)`` on each event, called in the loop (see the class) with
+        the underlying :class:`Job`."""
         return self._runner.call(self._job.on, event, callback)
 
     def off(self, event: JobEvent, callback: JobCallback) -> None:
@@ -252,12 +519,12 @@ class Client:
         self.servers: tuple[ServerAddress, ...] = probe.servers
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._runner: _LoopThread | None = None
+        self._runner: DrivenLoop | None = None
         self._client: AsyncClient | None = None
         self._listeners: list[tuple[ClientEvent, ClientCallback]] = []
         self._closed = False
 
-    def _ensure(self) -> tuple[_LoopThread, AsyncClient]:
+    def _ensure(self) -> tuple[DrivenLoop, AsyncClient]:
         if self._pid != os.getpid():
             self._after_fork()
         runner, client = self._runner, self._client
@@ -267,7 +534,7 @@ class Client:
             if self._closed:
                 raise ClientClosed("the client is closed")
             if self._runner is None or self._client is None:
-                runner = _LoopThread(f"gearq-client-{os.getpid()}")
+                runner = DrivenLoop(f"gearq-client-{os.getpid()}")
                 client = AsyncClient(self._servers, **self._options)
                 for event, callback in self._listeners:
                     client.on(event, callback)
@@ -287,7 +554,8 @@ class Client:
         return self._ensure()[1]
 
     def on(self, event: ClientEvent, callback: ClientCallback) -> ClientCallback:
-        """Client events as in :meth:`AsyncClient.on`; callbacks run in the loop thread."""
+        """Client events as in :meth:`AsyncClient.on`; callbacks run in the loop (see
+        :class:`SyncJob`)."""
         self._listeners.append((event, callback))
         if self._client is not None and self._runner is not None:
             self._runner.call(self._client.on, event, callback)
@@ -383,7 +651,7 @@ class Client:
         return runner.run(client.ping(server))
 
     def close(self) -> None:
-        """Close the connections and stop the loop thread; waiting jobs fail."""
+        """Close the connections and stop the loop; waiting jobs fail."""
         with self._lock:
             self._closed = True
             runner, client = self._runner, self._client

@@ -1,5 +1,5 @@
 """The client's connection: gearq.net's Connection with a fast path for the two packets
-that arrive once per job, JOB_CREATED and WORK_COMPLETE.
+that arrive once per job, JOB_CREATED (handed over in runs) and WORK_COMPLETE.
 
 Those two are framed here and handed to the link as bytes, without building a Packet (the
 generic decoder's packet objects were the largest single cost of a submit). Every other
@@ -18,8 +18,7 @@ from ..net.connection import Connection
 
 __all__ = ["ClientConnection"]
 
-_HEADER = struct.Struct(">II")  # magic as an int, type; the size follows
-_unpack_head = _HEADER.unpack_from
+_unpack_head = struct.Struct(">III").unpack_from  # magic as an int, type, size
 _unpack_size = struct.Struct(">I").unpack_from
 _RES = int.from_bytes(b"\0RES", "big")
 _JOB_CREATED = 8
@@ -31,10 +30,12 @@ log = logging.getLogger("gearq.client")
 
 
 class ClientConnection(Connection):
-    """A Connection whose owner may set ``on_created(handle)`` and
-    ``on_complete(handle, result)``; until it does, everything takes the generic path."""
+    """A Connection whose owner may set ``on_created(handles)`` (the handles of
+    consecutive JOB_CREATED packets, in order) and ``on_complete(handle, result)``; until
+    it does, everything takes the generic path. ``on_created`` must deal with every handle
+    it is given, even if one of them fails."""
 
-    on_created: Callable[[bytes], None] | None = None
+    on_created: Callable[[list[bytes]], None] | None = None
     on_complete: Callable[[bytes, bytes], None] | None = None
     # Bytes of a packet not yet whole: kept as parts and joined once, so a large packet
     # arriving in many reads is copied once, not once per read.
@@ -63,17 +64,30 @@ class ClientConnection(Connection):
         pos = 0
         end = len(data)
         while end - pos >= 12:
-            magic, ptype = _unpack_head(data, pos)
-            size = _unpack_size(data, pos + 8)[0]
+            magic, ptype, size = _unpack_head(data, pos)
             if magic != _RES or size > limit:
                 generic(data[pos:])  # the decoder raises and fails the connection
                 return
             stop = pos + 12 + size
             if stop > end:
                 break
+            kind = ptype
             try:
                 if ptype == _JOB_CREATED:
-                    on_created(data[pos + 12 : stop])
+                    # Replies to a pipelined burst of submits come as long runs of
+                    # JOB_CREATED: frame the whole run here, hand it over in one call.
+                    handles = [data[pos + 12 : stop]]
+                    add = handles.append
+                    pos = stop
+                    while end - pos >= 12:
+                        magic, ptype, size = _unpack_head(data, pos)
+                        stop = pos + 12 + size
+                        if ptype != _JOB_CREATED or magic != _RES or size > limit or stop > end:
+                            break
+                        add(data[pos + 12 : stop])
+                        pos = stop
+                    stop = pos
+                    on_created(handles)
                 elif ptype == _WORK_COMPLETE:
                     handle, _, result = data[pos + 12 : stop].partition(b"\0")
                     on_complete(handle, result)
@@ -81,8 +95,8 @@ class ClientConnection(Connection):
                     generic(data[pos:stop])
             except Exception:
                 # As on the generic path: a bug above must not lose the packets after it.
-                log.exception("%s: error while handling a packet of type %d", self.address, ptype)
-            if not self.is_open:
+                log.exception("%s: error while handling a packet of type %d", self.address, kind)
+            if self._closed:  # a handler closed the connection: the rest is moot
                 return
             pos = stop
         if pos < end:

@@ -70,6 +70,7 @@ from ..client.client import AsyncClient
 from ..client.errors import ClientClosed
 from ..client.job import Priority
 from ..client.pool import Strategy, make_strategy
+from ..client.sync import DrivenLoop
 from ..net.address import ServerAddress, ServerSpec, parse_servers
 from ..net.connection import ConnectionOptions
 from ..net.recover import RecoverPolicy
@@ -326,16 +327,20 @@ class _LoopHome(_Home):
 
 
 class _ThreadHome(_Home):
-    """The app's private event-loop thread, for blocking calls.
+    """The app's private event loop, for blocking calls.
 
     A blocking ``.delay()`` encodes the call in the caller's thread, queues it and returns;
-    the loop thread submits whatever is queued in one go (one wake-up per batch, not one
-    per call), so a burst of calls costs the caller microseconds each.
+    the loop submits whatever is queued in one go (one wake-up per batch, not one per
+    call), so a burst of calls costs the caller microseconds each. The loop runs in the
+    thread that blocks on a result while nobody else runs it, else in a daemon thread
+    (:class:`DrivenLoop`).
     """
 
     def __init__(self, app: App) -> None:
         self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
+        self.driver = DrivenLoop(f"gearq-app-{app.main}")
+        self.loop = self.driver.loop
+        self.thread = self.driver.thread
         self.client = app._make_client()
         super().__init__()
         self.queue: collections.deque[tuple[AsyncResult[Any] | BackgroundResult, _Submit]] = (
@@ -343,17 +348,6 @@ class _ThreadHome(_Home):
         )
         self.scheduled = False
         self.closed = False
-        started = threading.Event()
-        self.thread = threading.Thread(
-            target=self._run, args=(started,), name=f"gearq-app-{app.main}", daemon=True
-        )
-        self.thread.start()
-        started.wait()
-
-    def _run(self, started: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.call_soon(started.set)
-        self.loop.run_forever()
 
     def pending(self) -> tuple[int, int]:
         fg, bg = self.fg, self.bg
@@ -372,7 +366,7 @@ class _ThreadHome(_Home):
         if not self.scheduled:
             self.scheduled = True
             try:
-                self.loop.call_soon_threadsafe(self._drain)
+                self.driver.schedule(self._drain)
             except RuntimeError:  # closed under us
                 self.scheduled = False
                 raise ClientClosed("the app's client is closed") from None
@@ -426,29 +420,20 @@ class _ThreadHome(_Home):
             raise
 
     def run(self, coro: Coroutine[Any, Any, R], timeout: float | None = None) -> R:
-        """Run a coroutine on the loop thread and wait for its result."""
-        if threading.current_thread() is self.thread:
-            coro.close()
-            raise RuntimeError(
-                "a blocking gearq call from the app's own loop thread would deadlock"
-            )
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        """Run a coroutine on the loop and wait for its result."""
+        return self.driver.run(coro, timeout)
 
     def stop(self, wait: float) -> None:
         """Close the client (pending results fail with ClientClosed) and stop the thread."""
         self.closed = True
         if self.loop.is_closed():
             return
-        if threading.current_thread() is self.thread:
+        if self.driver.in_loop():
             return
         self.wait_idle(wait, background=True)
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(10)
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        if not self.thread.is_alive():
-            self.loop.close()
+            self.driver.run(self._close(), 10)
+        self.driver.stop()
 
     async def _close(self) -> None:
         self._drain()

@@ -403,6 +403,7 @@ class chain(Generic[R_co]):
             return ChainResult(fut, len(self.signatures), results)
         home = app._thread()
         fut = asyncio.run_coroutine_threadsafe(self._drive(results), home.loop)
+        home.driver.wake()  # nobody waits in the loop for this future: run it now
         return ChainResult(fut, len(self.signatures), results)
 
     async def adelay(self) -> ChainResult[R_co]:

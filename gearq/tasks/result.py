@@ -24,9 +24,11 @@ caller; its :class:`BackgroundResult` gives state and progress from GET_STATUS_U
 the job exists, and its ``get()`` raises :class:`ResultNotKept`.
 
 Threads and loops: a result made by a blocking call (``.delay()``) lives on the app's
-private event-loop thread; one made by ``await task.adelay()`` lives on the caller's loop.
-Either can be waited for from any thread (``get()``) or any loop (``await``), except that
-``get()`` inside the loop that owns the result would deadlock and raises instead.
+private event loop (run by the thread that blocks on a result while nobody else does, else
+by a daemon thread: :class:`gearq.client.sync.DrivenLoop`); one made by
+``await task.adelay()`` lives on the caller's loop. Either can be waited for from any
+thread (``get()``) or any loop (``await``), except that ``get()`` inside the loop that
+owns the result would deadlock and raises instead.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from ..client.errors import JobException, JobFailed, JobTimeout, SubmitError
 from ..client.job import Job, JobState
+from ..client.sync import DrivenLoop, driver_of
 from ..net.address import ServerAddress
 from ..protocol.errors import GearqError
 from .envelope import Chunk, StateUpdate, decode_data, decode_failure, decode_reply
@@ -198,11 +201,17 @@ _OWNER_TIMEOUT = 10.0
 _CHUNKS: Any = object()
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+#: The running loop of this thread, or None (without raising: get() calls it every time).
+_running_loop = asyncio._get_running_loop
+
+
+def _call_soon_in(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
+    """``loop.call_soon_threadsafe(fn)``, making sure a thread runs the app's loop."""
+    driver = driver_of(loop)
+    if driver is not None:
+        driver.call_soon(fn)
+    else:
+        loop.call_soon_threadsafe(fn)
 
 
 def _set_none(fut: asyncio.Future[None]) -> None:
@@ -231,6 +240,7 @@ class AsyncResult(Generic[R_co]):
         "_chunks",
         "_cond",
         "_done",
+        "_driver",
         "_error",
         "_failure",
         "_gate",
@@ -279,6 +289,8 @@ class AsyncResult(Generic[R_co]):
             gate.acquire()
         self._gate = gate
         self._cond: threading.Condition | None = None
+        # The DrivenLoop to wake when something changes, once a thread waits on us.
+        self._driver: DrivenLoop | None = None
         self._afuts: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
         self._callbacks: list[Callable[[AsyncResult[Any]], object]] | None = None
         self._listening = False
@@ -408,7 +420,7 @@ class AsyncResult(Generic[R_co]):
         gate = self._gate
         if gate is not None:
             gate.release()
-        if self._cond is not None or self._afuts is not None:
+        if self._cond is not None or self._afuts is not None or self._driver is not None:
             self._notify()
         callbacks = self._callbacks
         if callbacks:
@@ -442,6 +454,9 @@ class AsyncResult(Generic[R_co]):
                 self._attempt = attempt
 
     def _notify(self) -> None:
+        driver = self._driver
+        if driver is not None:
+            driver.notify()
         cond = self._cond
         if cond is not None:
             with cond:
@@ -488,6 +503,14 @@ class AsyncResult(Generic[R_co]):
             with _absorb_lock:
                 fn()
             return
+        driver = driver_of(loop)
+        if driver is not None:
+            try:
+                driver.call(fn, timeout=_OWNER_TIMEOUT)
+            except (RuntimeError, GearqError, concurrent.futures.TimeoutError):
+                with _absorb_lock:  # closed, or the parent's loop after fork
+                    fn()
+            return
         fut: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def run() -> None:
@@ -531,11 +554,25 @@ class AsyncResult(Generic[R_co]):
                 " use `await result` (or result.aget()) / `async for` inside it"
             )
 
+    def _is_done(self) -> bool:
+        return self._done
+
+    def _waker(self) -> DrivenLoop | None:
+        """The DrivenLoop that owns this result, told to wake us from now on (or None)."""
+        driver = self._driver
+        if driver is None:
+            driver = self._driver = driver_of(self._owner_loop())
+        return driver
+
     def _wait_blocking(self, timeout: float | None) -> bool:
         """Block until done or ``timeout``; True if done."""
         if self._done:
             return True
         self._no_deadlock("get")
+        driver = self._waker()
+        if driver is not None:
+            # Runs the loop in this thread if nobody else does: no thread hand-off.
+            return driver.wait_for(self._is_done, timeout)
         gate = self._gate
         if gate is None:
             made = threading.Lock()
@@ -578,7 +615,7 @@ class AsyncResult(Generic[R_co]):
                 register()
             else:
                 try:
-                    own.call_soon_threadsafe(register)
+                    _call_soon_in(own, register)
                 except RuntimeError:
                     return self._done
             try:
@@ -788,8 +825,8 @@ class AsyncResult(Generic[R_co]):
     def add_done_callback(self, callback: Callable[[AsyncResult[R_co]], object]) -> None:
         """Call ``callback(result)`` once the task is done (at once if it already is).
 
-        It runs in the thread of the loop that owns the result (the app's loop thread for
-        results of blocking calls); exceptions in it are logged, not raised.
+        It runs in the loop that owns the result (for results of blocking calls, in the
+        thread running the app's loop at the time); exceptions in it are logged, not raised.
         """
         if self._done:
             _run_callback(callback, self)
@@ -807,7 +844,7 @@ class AsyncResult(Generic[R_co]):
         if loop is None or _running_loop() is loop:
             add()
         else:
-            loop.call_soon_threadsafe(add)
+            _call_soon_in(loop, add)
 
     # -- streaming ----------------------------------------------------------------------------
 
@@ -819,14 +856,20 @@ class AsyncResult(Generic[R_co]):
         (:class:`TaskTimeout`).
         """
         self._no_deadlock("stream")
+        driver = self._waker()
         cond = self._ensure_cond()
         index = 0
         while True:
-            with cond:
-                while index >= len(self._chunks) and not self._done:
-                    if not cond.wait(timeout):
-                        assert timeout is not None
-                        raise self._timeout(timeout)
+            if driver is not None:
+                if not driver.wait_for(functools.partial(self._has_news, index), timeout):
+                    assert timeout is not None
+                    raise self._timeout(timeout)
+            else:
+                with cond:
+                    while index >= len(self._chunks) and not self._done:
+                        if not cond.wait(timeout):
+                            assert timeout is not None
+                            raise self._timeout(timeout)
             chunks = self._chunks
             while index < len(chunks):
                 index += 1
@@ -842,9 +885,11 @@ class AsyncResult(Generic[R_co]):
         if own is None or own is loop:
             self._listen_now()
         elif not self._listening:
-            await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(_call(self._listen_now), own)
-            )
+            listening = asyncio.run_coroutine_threadsafe(_call(self._listen_now), own)
+            driver = driver_of(own)
+            if driver is not None:
+                driver.wake()
+            await asyncio.wrap_future(listening)
         index = 0
         while True:
             chunks = self._chunks
@@ -862,6 +907,9 @@ class AsyncResult(Generic[R_co]):
 
     def _has_more(self, seen: int) -> bool:
         return len(self._chunks) > seen
+
+    def _has_news(self, seen: int) -> bool:
+        return self._done or len(self._chunks) > seen
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self.astream()
@@ -978,10 +1026,14 @@ class BackgroundResult:
         self._finish()
 
     def _finish(self) -> None:
-        if self._home is not None:
-            self._home._result_done()
+        home = self._home
+        if home is not None:
+            home._result_done()
         if self._created is not None:
             self._created.release()
+            driver = driver_of(None if home is None else home.loop)
+            if driver is not None:
+                driver.notify()
 
     @property
     def handle(self) -> bytes | None:
@@ -1011,7 +1063,15 @@ class BackgroundResult:
                 raise RuntimeError(
                     "this background result belongs to an event loop: use `await result.acreated()`"
                 )
-            if not gate.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            home = self._home
+            driver = driver_of(None if home is None else home.loop)
+            if driver is not None:
+                got = driver.wait_for(lambda: not gate.locked(), timeout)
+            else:
+                got = gate.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+                if got:
+                    gate.release()
+            if not got:
                 assert timeout is not None
                 raise TaskTimeout(
                     f"background task {self.task_name!r} not acknowledged within {timeout:g} s",
@@ -1019,7 +1079,6 @@ class BackgroundResult:
                     task_id=self.id,
                     abandoned=False,
                 )
-            gate.release()
         return self._handle_or_raise()
 
     async def acreated(self, timeout: float | None = None) -> bytes:

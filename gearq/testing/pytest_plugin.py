@@ -1,8 +1,10 @@
 """pytest fixtures for testing gearq apps against a real server and a real worker.
 
-Enable it in your ``conftest.py``::
-
-    pytest_plugins = ["gearq.testing.pytest_plugin"]
+pytest loads it by itself: gearq registers it as a ``pytest11`` entry point, named as this
+module (so an explicit ``pytest_plugins = ["gearq.testing.pytest_plugin"]`` in a conftest
+finds it loaded already). It starts nothing until a test asks for one of its fixtures, so
+it cannot disturb test runs that do not use it, with or without gearmand installed;
+``pytest -p no:gearq.testing.pytest_plugin`` switches it off. In your ``conftest.py``::
 
     @pytest.fixture
     def gearq_app():            # your app (its servers are replaced by the test server)

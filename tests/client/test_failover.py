@@ -166,6 +166,24 @@ def test_unacknowledged_background_submit_fails_with_the_connection_error(gearma
         error = run(main())
     assert error.handle is None
     assert "may or may not exist" in str(error)
+    # The server is named once, not again in the connection error quoted after it.
+    assert str(error).count(proxy.address) == 1, str(error)
+
+
+def test_no_server_available_names_each_server_once(two_servers):
+    for server in two_servers:
+        server.kill()
+
+    async def main():
+        async with AsyncClient([s.address for s in two_servers]) as client:
+            with pytest.raises(NoServerAvailable) as info:
+                await client.submit("down", b"x")
+            return info.value
+
+    message = str(run(main()))
+    for server in two_servers:
+        assert message.count(server.address) == 1, message
+    assert message.count("cannot connect") == 2
 
 
 def test_unacknowledged_background_submit_is_resubmitted_when_opted_in(two_servers):

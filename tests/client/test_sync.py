@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import threading
+import time
 import warnings
 
 import pytest
 
 from gearq.client import AdminClient, Client, JobException, JobState, JobTimeout, SyncJob
+from gearq.protocol.errors import GearqError
 
-from .helpers import script
+from .helpers import script, wait_until
 
 
 def test_blocking_submit_result_and_events(gearmand, workers):
@@ -107,3 +111,151 @@ def test_client_after_fork_uses_its_own_connection(gearmand, workers):
         assert child_status == b"ok"
         # The parent's connection was not disturbed by the child.
         assert client.submit("echo", b"parent again").result(10) == b"parent again"
+
+
+# -- who runs the loop (DrivenLoop) ----------------------------------------------------------
+
+
+def test_a_waiting_caller_runs_the_loop_itself(gearmand, workers):
+    workers(gearmand, "slow")
+    with Client(gearmand.address) as client:
+        job = client.submit("slow", script(["sleep", 0.2], ["complete", "done"]))
+        threads: list[threading.Thread] = []
+        job.add_done_callback(lambda _job: threads.append(threading.current_thread()))
+        assert job.result(10) == b"done"
+        # The job ended while this thread was blocked in result(): no hand-off to another.
+        assert threads == [threading.current_thread()]
+
+
+def test_the_daemon_thread_runs_the_loop_when_nobody_waits(gearmand, workers):
+    workers(gearmand, "slow")
+    with Client(gearmand.address) as client:
+        job = client.submit("slow", script(["sleep", 0.3], ["complete", "x"]))
+        seen: list[str] = []
+        called = threading.Event()
+
+        def done(_job: object) -> None:
+            seen.append(threading.current_thread().name)
+            called.set()
+
+        job.add_done_callback(done)
+        assert called.wait(10)  # nobody blocks on the client here
+        assert seen == [f"gearq-client-{os.getpid()}"]
+        # Timers run too: a job timeout fires with nobody waiting.
+        lost = client.submit("nobody", b"y", timeout=0.1)
+        wait_until(lambda: lost.state is JobState.TIMEOUT, 10, "the job timeout")
+
+
+def test_a_waiter_is_not_held_up_by_the_thread_running_the_loop(gearmand, workers):
+    workers(gearmand, "slow")
+    workers(gearmand, "echo")
+    with Client(gearmand.address) as client:
+        slow = client.submit("slow", script(["sleep", 3], ["complete", "slow"]))
+        driving = threading.Thread(target=slow.result, args=(20,))
+        driving.start()  # runs the loop until the slow job ends
+        try:
+            wait_until(lambda: slow.handle is not None, 10, "the slow job")
+            time.sleep(0.05)
+            fast = [client.submit("echo", f"f{i}".encode()) for i in range(5)]
+            assert [job.result(10) for job in fast] == [f"f{i}".encode() for i in range(5)]
+            assert not slow.done  # answered while the other thread still ran the loop
+        finally:
+            driving.join(20)
+        assert slow.result(0) == b"slow"
+
+
+def test_blocking_call_from_inside_another_event_loop(gearmand, workers):
+    workers(gearmand, "echo")
+    with Client(gearmand.address) as client:
+
+        async def main() -> bytes:
+            # Blocks this loop (its owner's choice); the daemon thread runs the client's.
+            return client.submit("echo", b"inner").result(10)
+
+        assert asyncio.run(main()) == b"inner"
+
+
+def test_blocking_call_from_a_callback_raises_instead_of_deadlocking(gearmand, workers):
+    workers(gearmand, "echo")
+    with Client(gearmand.address) as client:
+        errors: list[BaseException] = []
+
+        def nested(_job: object) -> None:
+            try:
+                client.echo(b"nested")
+            except RuntimeError as exc:
+                errors.append(exc)
+
+        job = client.submit("echo", b"x")
+        job.add_done_callback(nested)
+        assert job.result(10) == b"x"
+        wait_until(lambda: bool(errors), 10, "the callback")
+        assert "deadlock" in str(errors[0])
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread()
+    or signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+    reason="needs the default SIGINT handler in the main thread",
+)
+def test_ctrl_c_while_waiting_leaves_the_client_usable(gearmand, workers):
+    workers(gearmand, "slow")
+    workers(gearmand, "echo")
+    with Client(gearmand.address) as client:
+        slow = client.submit("slow", script(["sleep", 2], ["complete", "late"]))
+        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                slow.result(10)
+        finally:
+            timer.join()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert not slow.done
+        assert slow.result(10) == b"late"  # the connection was not left half-read
+        assert client.submit("echo", b"after").result(10) == b"after"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_parent_job_cannot_be_waited_for_in_the_child(gearmand, workers):
+    workers(gearmand, "slow")
+    with Client(gearmand.address) as client:
+        job = client.submit("slow", script(["sleep", 0.5], ["complete", "p"]))
+        read_fd, write_fd = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            status = b"fail"
+            try:
+                os.close(read_fd)
+                job.result(0.2)
+            except GearqError as exc:
+                status = b"ok" if "parent" in str(exc) else repr(exc).encode()
+            except BaseException as exc:
+                status = repr(exc).encode()
+            finally:
+                os.write(write_fd, status)
+                os._exit(0)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            child_status = pipe.read()
+        os.waitpid(pid, 0)
+        assert child_status == b"ok"
+        assert job.result(10) == b"p"
+
+
+def test_each_wait_keeps_its_own_timeout(gearmand, workers):
+    workers(gearmand, "echo")
+    with Client(gearmand.address) as client:
+        assert client.submit("echo", b"a").result(10) == b"a"  # a wake-up armed for +10 s
+        queued = client.submit("nobody", b"x")
+        start = time.monotonic()
+        with pytest.raises(JobTimeout):
+            queued.result(0.2)  # earlier than the armed wake-up: not held to it
+        assert time.monotonic() - start < 5
+        assert client.submit("echo", b"b").result(0.4) == b"b"  # leaves a wake-up at +0.4 s
+        start = time.monotonic()
+        with pytest.raises(JobTimeout):
+            queued.result(0.8)  # that wake-up rings first: it must not end this wait
+        assert time.monotonic() - start >= 0.75

@@ -56,7 +56,7 @@ def _run_stream(items, cuts, *, fast=True):
         )
         conn.connection_made(FakeTransport())
         if fast:
-            conn.on_created = lambda h: events.append((P.JOB_CREATED, h))
+            conn.on_created = lambda hs: events.extend((P.JOB_CREATED, h) for h in hs)
             conn.on_complete = lambda h, r: events.append((P.WORK_COMPLETE, h, r))
         stream = b"".join(encode_response(t, *args) for t, *args in items)
         points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
@@ -97,7 +97,7 @@ def test_bad_magic_and_oversize_fail_the_connection():
                 lambda c, e: lost.append(e),
             )
             conn.connection_made(FakeTransport())
-            conn.on_created = lambda h: None
+            conn.on_created = lambda hs: None
             conn.on_complete = lambda h, r: None
             conn.data_received(encode_response(P.JOB_CREATED, b"H:1") + raw)
             return lost
@@ -109,10 +109,13 @@ def test_bad_magic_and_oversize_fail_the_connection():
 def test_a_failing_handler_does_not_lose_the_following_packets():
     seen = []
 
-    def created(handle):
-        if handle == b"bad":
+    def created(handles):
+        if b"bad" in handles:
             raise RuntimeError("bug")
-        seen.append(handle)
+        seen.extend(handles)
+
+    def complete(handle, result):
+        seen.append(result)
 
     async def main():
         conn = ClientConnection(
@@ -123,10 +126,37 @@ def test_a_failing_handler_does_not_lose_the_following_packets():
         )
         conn.connection_made(FakeTransport())
         conn.on_created = created
-        conn.on_complete = lambda h, r: None
+        conn.on_complete = complete
         conn.data_received(
-            b"".join(encode_response(P.JOB_CREATED, h) for h in (b"a", b"bad", b"c"))
+            encode_response(P.JOB_CREATED, b"a")
+            + encode_response(P.WORK_COMPLETE, b"a", b"r1")
+            + b"".join(encode_response(P.JOB_CREATED, h) for h in (b"b", b"bad", b"c"))
+            + encode_response(P.WORK_COMPLETE, b"b", b"r2")
+            + encode_response(P.JOB_CREATED, b"d")
         )
 
     asyncio.run(main())
-    assert seen == [b"a", b"c"]
+    assert seen == [b"a", b"r1", b"r2", b"d"]
+
+
+def test_consecutive_job_created_packets_come_as_one_run():
+    runs = []
+
+    async def main():
+        conn = ClientConnection(
+            ServerAddress("127.0.0.1", 1),
+            ConnectionOptions(heartbeat_interval=None),
+            lambda p: None,
+            lambda c, e: None,
+        )
+        conn.connection_made(FakeTransport())
+        conn.on_created = runs.append
+        conn.on_complete = lambda h, r: runs.append([b"complete " + h])
+        stream = b"".join(encode_response(P.JOB_CREATED, b"H:%d" % i) for i in range(5))
+        stream += encode_response(P.WORK_COMPLETE, b"H:0", b"")
+        stream += encode_response(P.JOB_CREATED, b"H:5")
+        conn.data_received(stream[:-3])  # the last packet arrives in two reads
+        conn.data_received(stream[-3:])
+
+    asyncio.run(main())
+    assert runs == [[b"H:%d" % i for i in range(5)], [b"complete H:0"], [b"H:5"]]

@@ -1,0 +1,102 @@
+"""Blocking calls run the app's event loop in the waiting thread (no thread hand-off),
+and the app's daemon thread runs it whenever nobody waits."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from gearq.tasks import App
+
+from .helpers import StartWorker, wait_for
+
+
+def _tasks(app: App) -> tuple[Any, Any]:
+    @app.task
+    def echo(value: str) -> str:
+        return value
+
+    @app.task
+    def nap(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    return echo, nap
+
+
+def test_get_runs_the_loop_in_the_calling_thread(app: App, serve: StartWorker) -> None:
+    _, nap = _tasks(app)
+    serve()
+    result = nap.delay(0.2)
+    threads: list[threading.Thread] = []
+    result.add_done_callback(lambda _r: threads.append(threading.current_thread()))
+    assert result.get(timeout=10) == 0.2
+    assert threads == [threading.current_thread()]
+
+
+def test_a_result_nobody_waits_for_still_arrives(app: App, serve: StartWorker) -> None:
+    echo, nap = _tasks(app)
+    serve()
+    assert echo.delay("warm").get(timeout=10) == "warm"
+    result = nap.delay(0.1)  # submitted and followed by the daemon thread alone
+    names: list[str] = []
+    result.add_done_callback(lambda _r: names.append(threading.current_thread().name))
+    wait_for(result.ready)
+    assert result.get(timeout=0) == 0.1
+    assert names == [f"gearq-app-{app.main}"]
+
+
+def test_threads_waiting_at_once_each_get_their_own_result(
+    app: App, serve: StartWorker
+) -> None:
+    echo, nap = _tasks(app)
+    serve(concurrency=8)
+    slow = nap.delay(2.0)
+    blocked = threading.Thread(target=slow.get, kwargs={"timeout": 20})
+    blocked.start()  # runs the loop until the slow task ends
+    got: dict[int, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def caller(n: int) -> None:
+        try:
+            got[n] = [echo.delay(f"{n}-{i}").get(timeout=10) for i in range(20)]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    try:
+        callers = [threading.Thread(target=caller, args=(n,)) for n in range(4)]
+        for thread in callers:
+            thread.start()
+        for thread in callers:
+            thread.join(30)
+        assert not errors
+        assert got == {n: [f"{n}-{i}" for i in range(20)] for n in range(4)}
+        assert not slow.ready()  # none of them waited for the thread running the loop
+    finally:
+        blocked.join(20)
+    assert slow.get(timeout=0) == 2.0
+
+
+def test_get_inside_another_running_loop(app: App, serve: StartWorker) -> None:
+    echo, _ = _tasks(app)
+    serve()
+
+    async def main() -> str:
+        # Blocks this loop, as any blocking call would; the app's loop runs elsewhere.
+        return str(echo.delay("nested").get(timeout=10))
+
+    assert asyncio.run(main()) == "nested"
+
+
+def test_background_created_and_stream(app: App, serve: StartWorker) -> None:
+    @app.task
+    def count(n: int) -> Any:
+        yield from range(n)
+
+    echo, _ = _tasks(app)
+    serve()
+    handle = echo.send("bg")
+    assert handle.created(timeout=10).startswith(b"H:")
+    assert list(count.delay(3).stream(timeout=10)) == [0, 1, 2]
