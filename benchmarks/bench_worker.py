@@ -18,8 +18,10 @@ interleaved rounds. Peers:
 * ``pygearman``: pygearman 0.2.6's GearmanWorker (``pip install pygearman==0.2.6``).
 * ``gearq-inline`` / ``gearq-async`` / ``gearq-thread``: gearq's AsyncWorker with the handler
   registered ``inline=True``, as an ``async def``, and as a plain function in the handler
-  threads; ``--concurrency`` slots (default 8) and a grab window of the same size.
-  ``gearq-async@32`` sets that worker's concurrency (and window) to 32.
+  threads, at the worker's default settings (concurrency 32 for handlers on the loop, 8 for
+  threads; grab window = concurrency) unless ``--concurrency`` is given. ``gearq-async@8``
+  sets that worker's concurrency (and grab window) to 8. The table's ``slots`` column shows
+  what each worker ran with.
 
     python -m benchmarks.bench_worker                      # the default peers, 3 rounds
     python -m benchmarks.bench_worker --peers raw-8,gearq-inline --runs 5
@@ -58,8 +60,8 @@ PEERS = (
     "gearq-inline",
     "gearq-async",
     "gearq-thread",
-    "gearq-inline@32",
-    "gearq-async@32",
+    "gearq-inline@8",
+    "gearq-async@8",
 )
 _KINDS = ("inline", "async", "thread")
 _CLK = os.sysconf("SC_CLK_TCK")
@@ -68,11 +70,14 @@ _CLK = os.sysconf("SC_CLK_TCK")
 # -- worker processes (the --serve side) -----------------------------------------------------
 
 
-def _serve_gearq(address: str, kind: str, concurrency: int) -> None:
+def _serve_gearq(address: str, kind: str, concurrency: int | None) -> None:
     from gearq.worker import AsyncWorker, Job
 
     async def main() -> None:
-        worker = AsyncWorker([address], concurrency=concurrency, grab_window=concurrency)
+        if concurrency is None:  # the worker's defaults
+            worker = AsyncWorker([address])
+        else:
+            worker = AsyncWorker([address], concurrency=concurrency, grab_window=concurrency)
 
         if kind == "inline":
             worker.register(FUNCTION, lambda job: job.payload, inline=True)
@@ -90,7 +95,7 @@ def _serve_gearq(address: str, kind: str, concurrency: int) -> None:
         )
         task = asyncio.ensure_future(worker.run())
         await worker.wait_ready(10)
-        print("ready", flush=True)
+        print(f"ready {worker.concurrency}/{worker.grab_window}", flush=True)
         await task
         print(f"done {worker.stats.completed}", flush=True)
 
@@ -157,23 +162,28 @@ def _queued(port: int) -> int:
 class _Peer:
     """A worker process of one kind, started and stopped the same way for every peer."""
 
-    def __init__(self, peer: str, address: str, concurrency: int) -> None:
+    def __init__(self, peer: str, address: str, concurrency: int | None) -> None:
         if peer.startswith("raw-"):
             cmd = [sys.executable, "-m", "benchmarks.raw", address, FUNCTION.decode()]
             cmd += ["--grabs", peer.split("-")[1]]
         else:
             name, _, slots = peer.partition("@")
             cmd = [sys.executable, "-m", "benchmarks.bench_worker", "--serve", name]
-            cmd += ["--address", address, "--concurrency", slots or str(concurrency)]
+            cmd += ["--address", address]
+            if slots or concurrency is not None:
+                cmd += ["--concurrency", slots or str(concurrency)]
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.process = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
-        if line.strip() != "ready":
+        word, _, slots = line.strip().partition(" ")
+        if word != "ready":
             self.stop()
             raise RuntimeError(f"{peer} worker did not start: {line!r}")
+        # concurrency/grab window, for gearq's workers
+        self.slots = slots or (peer.split("-")[1] if peer.startswith("raw-") else "")
 
     @property
     def pid(self) -> int:
@@ -195,9 +205,12 @@ class Result:
     worker_us: float
     server_us: float
     rss: float
+    slots: str = ""
 
 
-def _drain(peer: str, jobs: int, gearmand_args: Sequence[str], concurrency: int) -> Result:
+def _drain(
+    peer: str, jobs: int, gearmand_args: Sequence[str], concurrency: int | None
+) -> Result:
     with GearmandProcess(gearmand_args) as server:
         uniques = [b"u-%d" % i for i in range(jobs)]
         raw_background_submit(server.address, FUNCTION, PAYLOAD, uniques)
@@ -212,10 +225,13 @@ def _drain(peer: str, jobs: int, gearmand_args: Sequence[str], concurrency: int)
             rss = _rss_mib(worker.pid)
         finally:
             worker.stop()
-    return Result(jobs / elapsed, (w1 - w0) / jobs * 1e6, (s1 - s0) / jobs * 1e6, rss)
+    cpu_w, cpu_s = (w1 - w0) / jobs * 1e6, (s1 - s0) / jobs * 1e6
+    return Result(jobs / elapsed, cpu_w, cpu_s, rss, worker.slots)
 
 
-def _foreground(peer: str, jobs: int, gearmand_args: Sequence[str], concurrency: int) -> Result:
+def _foreground(
+    peer: str, jobs: int, gearmand_args: Sequence[str], concurrency: int | None
+) -> Result:
     with GearmandProcess(gearmand_args) as server:
         worker = _Peer(peer, server.address, concurrency)
         try:
@@ -227,7 +243,8 @@ def _foreground(peer: str, jobs: int, gearmand_args: Sequence[str], concurrency:
         finally:
             worker.stop()
     assert done == jobs
-    return Result(jobs / elapsed, (w1 - w0) / jobs * 1e6, (s1 - s0) / jobs * 1e6, rss)
+    cpu_w, cpu_s = (w1 - w0) / jobs * 1e6, (s1 - s0) / jobs * 1e6
+    return Result(jobs / elapsed, cpu_w, cpu_s, rss, worker.slots)
 
 
 def _median(results: list[Result]) -> Result:
@@ -236,16 +253,24 @@ def _median(results: list[Result]) -> Result:
         statistics.median(r.worker_us for r in results),
         statistics.median(r.server_us for r in results),
         max(r.rss for r in results),
+        results[0].slots,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=50_000, help="background jobs to drain")
-    parser.add_argument("--fg-jobs", type=int, default=20_000, help="foreground jobs")
+    parser.add_argument(
+        "--fg-jobs", type=int, default=20_000, help="foreground jobs (0: drain only)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--peers", default=",".join(PEERS))
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="gearq workers' concurrency and grab window (default: the worker's defaults)",
+    )
     parser.add_argument("--gearmand-args", default="", help='e.g. "-t 1"')
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
@@ -276,32 +301,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gearmand command: " + " ".join(probe.command()))
     print(
         f"drain: {args.jobs} queued background jobs; fg: {args.fg_jobs} jobs, 100 in flight; "
-        f"gearq concurrency {args.concurrency}; median of {args.runs}"
+        "gearq workers: "
+        + (
+            "the worker's default concurrency and grab window"
+            if args.concurrency is None
+            else f"concurrency and grab window {args.concurrency}"
+        )
+        + f" unless @N; median of {args.runs}"
     )
     drains: dict[str, list[Result]] = {p: [] for p in peers}
     fgs: dict[str, list[Result]] = {p: [] for p in peers}
     for run in range(args.runs):
         for peer in peers:
             drains[peer].append(_drain(peer, args.jobs, gearmand_args, args.concurrency))
-            fgs[peer].append(_foreground(peer, args.fg_jobs, gearmand_args, args.concurrency))
-            d, f = drains[peer][-1], fgs[peer][-1]
-            print(
-                f"  run {run + 1} {peer:15} drain {d.rate:9,.0f}/s  fg {f.rate:9,.0f}/s",
-                flush=True,
-            )
+            d = drains[peer][-1]
+            line = f"  run {run + 1} {peer:15} drain {d.rate:9,.0f}/s"
+            if args.fg_jobs:
+                fgs[peer].append(
+                    _foreground(peer, args.fg_jobs, gearmand_args, args.concurrency)
+                )
+                line += f"  fg {fgs[peer][-1].rate:9,.0f}/s"
+            print(line, flush=True)
     print()
     header = (
-        f"{'worker':15} {'drain jobs/s':>12} {'cpu us/job':>10} {'gearmand':>9}"
-        f" {'fg jobs/s':>10} {'cpu us/job':>10} {'gearmand':>9} {'RSS MiB':>8}"
+        f"{'worker':15} {'slots':>6} {'drain jobs/s':>12} {'vs raw':>6} {'cpu us/job':>10}"
+        f" {'gearmand':>9} {'fg jobs/s':>10} {'cpu us/job':>10} {'gearmand':>9} {'RSS MiB':>8}"
     )
     print(header)
     print("-" * len(header))
+    medians = {peer: _median(drains[peer]) for peer in peers}
     for peer in peers:
-        d, f = _median(drains[peer]), _median(fgs[peer])
-        print(
-            f"{peer:15} {d.rate:12,.0f} {d.worker_us:10.1f} {d.server_us:9.1f}"
-            f" {f.rate:10,.0f} {f.worker_us:10.1f} {f.server_us:9.1f} {max(d.rss, f.rss):8.1f}"
-        )
+        d = medians[peer]
+        # Beside the raw loop that keeps as many GRABs outstanding, when it ran.
+        raw = medians.get(f"raw-{d.slots.rpartition('/')[2]}")
+        ratio = f"{d.rate / raw.rate:6.2f}" if raw is not None else f"{'':6}"
+        text = f"{peer:15} {d.slots:>6} {d.rate:12,.0f} {ratio} {d.worker_us:10.1f}"
+        text += f" {d.server_us:9.1f}"
+        if fgs[peer]:
+            f = _median(fgs[peer])
+            text += f" {f.rate:10,.0f} {f.worker_us:10.1f} {f.server_us:9.1f}"
+            text += f" {max(d.rss, f.rss):8.1f}"
+        else:
+            text += f" {'-':>10} {'-':>10} {'-':>9} {d.rss:8.1f}"
+        print(text)
+    print("vs raw: drain rate / that of the raw loop keeping as many GRABs outstanding")
     return 0
 
 

@@ -677,3 +677,33 @@ def test_check_client_id() -> None:
     for bad in (b"", b"w" * (MAX_CLIENT_ID + 1), b"worker one", b"w\0"):
         with pytest.raises(ArgumentError):
             check_client_id(bad)
+
+
+def test_feed_jobs_gives_a_job_as_its_argument_list_and_the_rest_as_packets() -> None:
+    job = encode_response(T.JOB_ASSIGN_UNIQ, b"H:1", b"fn", b"u-1", b"pay\0load")
+    stream = job + encode_response(T.NO_JOB) + encode_response(T.ERROR, b"E", b"text") + job
+    decoder = Decoder()
+    got = decoder.feed_jobs(stream[:20]) + decoder.feed_jobs(stream[20:])
+    assert got == [
+        [b"H:1", b"fn", b"u-1", b"pay\0load"],
+        Packet(Magic.RES, T.NO_JOB, ()),
+        Packet(Magic.RES, T.ERROR, (b"E", b"text")),
+        [b"H:1", b"fn", b"u-1", b"pay\0load"],
+    ]
+    # Argument-less packets are the very objects feed() gives.
+    assert decoder.feed_jobs(encode_response(T.NOOP))[0] is Decoder().feed(
+        encode_response(T.NOOP)
+    )[0]
+    assert decoder.buffered == 0
+
+
+def test_feed_jobs_checks_jobs_like_feed() -> None:
+    with pytest.raises(MalformedPacket, match="JOB_ASSIGN_UNIQ needs 4 arguments"):
+        Decoder().feed_jobs(raw(b"\0RES", 31, b"H:1\0f\0w"))
+    decoder = Decoder(max_packet_size=64)
+    with pytest.raises(PacketTooLarge, match="JOB_ASSIGN_UNIQ"):
+        decoder.feed_jobs(header(b"\0RES", 31, 65))  # on the header, without the body
+    with pytest.raises(BadMagic):  # a server's decoder takes no RES packet
+        Decoder(expect=Magic.REQ).feed_jobs(encode_response(T.JOB_ASSIGN_UNIQ, *[b"a"] * 4))
+    with pytest.raises(BadMagic):
+        Decoder().feed_jobs(b"text\n")

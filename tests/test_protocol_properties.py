@@ -319,3 +319,75 @@ def test_request_decoder_fuzz(stream: bytes, cuts: list[int]) -> None:
     assert out == ref_out[: len(out)]
     if error is None:
         assert out == ref_out
+
+
+# --------------------------------------------------------------------------- (d) feed_jobs
+
+
+def jobs_as_packets(items: Sequence[Packet | list[bytes]]) -> list[Packet]:
+    """feed_jobs' output in feed's terms: a job's argument list back into its Packet."""
+    out: list[Packet] = []
+    for item in items:
+        if isinstance(item, list):
+            assert len(item) == 4 and all(type(a) is bytes for a in item)
+            out.append(Packet(Magic.RES, PacketType.JOB_ASSIGN_UNIQ, tuple(item)))
+        else:
+            assert type(item) is Packet
+            assert not (item.type is PacketType.JOB_ASSIGN_UNIQ and item.magic is Magic.RES)
+            out.append(item)
+    return out
+
+
+# Mostly what a worker reads, with anything else mixed in.
+@st.composite
+def worker_packets(draw: st.DrawFn, magic: Magic | None) -> Packet:
+    m = Magic.RES if magic is None else magic
+    kind = draw(st.sampled_from(["job", "job", "job", "noop", "no_job", "any"]))
+    if kind == "job":
+        args = (draw(no_nul), draw(no_nul), draw(no_nul), draw(opaque))
+        return Packet(m, PacketType.JOB_ASSIGN_UNIQ, args)
+    if kind in ("noop", "no_job"):
+        return Packet(m, PacketType.NOOP if kind == "noop" else PacketType.NO_JOB, ())
+    return draw(packets(magic))
+
+
+@FAST
+@given(magic=st.sampled_from([Magic.REQ, Magic.RES, None]), data=st.data(), cuts=splits)
+def test_feed_jobs_decodes_like_feed_at_any_split(
+    magic: Magic | None, data: st.DataObject, cuts: list[int]
+) -> None:
+    pkts = data.draw(st.lists(worker_packets(magic), max_size=16))
+    stream = b"".join(encode(p) for p in pkts)
+    expected = [normalised(p) for p in pkts]
+    decoder = Decoder(expect=magic)
+    got = feed_all(decoder.feed_jobs, split(stream, cuts))
+    assert jobs_as_packets(got) == expected
+    assert decoder.buffered == 0
+    if magic is Magic.REQ:  # a server's decoder: no shortcut for a RES packet
+        assert not any(isinstance(item, list) for item in got)
+
+
+@settings(FAST, max_examples=200)
+@given(expect=st.sampled_from([Magic.REQ, Magic.RES, None]), data=st.data(), cuts=splits)
+def test_feed_jobs_fuzz_same_packets_and_errors_as_feed(
+    expect: Magic | None, data: st.DataObject, cuts: list[int]
+) -> None:
+    stream = data.draw(
+        st.one_of(
+            fuzz_input(expect),
+            st.lists(worker_packets(expect), max_size=8).map(
+                lambda ps: b"".join(encode(p) for p in ps)
+            ),
+        ),
+        label="stream",
+    )
+    pieces = split(stream, cuts)
+    jobs = Decoder(expect=expect, max_packet_size=MAX_PACKET)
+    bound = MAX_PACKET + HEADER_SIZE
+    out, error = run_fuzz(jobs.feed_jobs, lambda: jobs.buffered, pieces, bound)  # type: ignore[arg-type]
+    ref = Decoder(expect=expect, max_packet_size=MAX_PACKET)
+    ref_out, ref_error = run_fuzz(ref.feed, lambda: ref.buffered, pieces, bound)
+    event(f"outcome: {error.__name__ if error else 'no error'}, {len(ref_out)} items")
+    assert error == ref_error
+    assert jobs_as_packets(out) == ref_out  # type: ignore[arg-type]
+    assert jobs.buffered == ref.buffered

@@ -60,6 +60,9 @@ def _kinds(expect: bytes | None) -> dict[int, _Kind]:
 
 
 _KINDS: dict[bytes | None, dict[int, _Kind]] = {e: _kinds(e) for e in (None, REQ, RES)}
+# The key of a ``\0RES`` JOB_ASSIGN_UNIQ header, which :meth:`Decoder.feed_jobs` hands out
+# as a bare list of its four arguments.
+_ASSIGN_UNIQ_KEY = int.from_bytes(RES + int(PacketType.JOB_ASSIGN_UNIQ).to_bytes(4, "big"), "big")
 
 # Packet's frozen-dataclass __init__ costs three object.__setattr__ calls; setting the slots
 # through their descriptors builds the same object in well under half the time. Only right
@@ -165,7 +168,7 @@ class Decoder:
     worker, ``Magic.REQ`` for a server); ``None`` accepts both.
     """
 
-    __slots__ = ("_buffer", "_expect", "_kinds", "max_packet_size")
+    __slots__ = ("_assign_key", "_buffer", "_expect", "_kinds", "max_packet_size")
 
     def __init__(
         self,
@@ -176,6 +179,7 @@ class Decoder:
         self._buffer = _StreamBuffer()
         self._expect = expect.value if expect is not None else None
         self._kinds = _KINDS[self._expect]
+        self._assign_key = _ASSIGN_UNIQ_KEY if self._expect in (None, RES) else -1
         self.max_packet_size = max_packet_size
 
     @property
@@ -194,6 +198,69 @@ class Decoder:
             return []
         out: list[Packet] = []
         pos = self._parse(buf, 0, out)
+        self._keep_tail(buf, pos)
+        return out
+
+    def feed_jobs(self, data: bytes) -> list[Packet | list[bytes]]:
+        """:meth:`feed` for a worker's hot path: a ``\\0RES`` JOB_ASSIGN_UNIQ comes out as
+        the list ``[handle, function, unique, payload]`` instead of a :class:`Packet`
+        (building one per job costs more than splitting its body); every other packet is
+        the same :class:`Packet` that :meth:`feed` gives. Same checks, same errors.
+        """
+        buf = self._buffer.add(data)
+        if buf is None:
+            return []
+        out: list[Packet | list[bytes]] = []
+        end = len(buf)
+        pos = 0
+        limit = self.max_packet_size
+        append = out.append
+        kinds = self._kinds
+        assign = self._assign_key
+        while end - pos >= HEADER_SIZE:
+            key, size = _unpack_key(buf, pos)
+            stop = pos + HEADER_SIZE + size
+            if key == assign and size <= limit:
+                if stop > end:
+                    break
+                args = buf[pos + HEADER_SIZE : stop].split(b"\0", 3)
+                if len(args) != 4:
+                    raise MalformedPacket(f"JOB_ASSIGN_UNIQ needs 4 arguments, got {len(args)}")
+                append(args)
+                pos = stop
+                continue
+            # Everything else as in _parse (kept apart so that feed() pays nothing for this).
+            if buf[pos] != 0:
+                break
+            kind = kinds.get(key)
+            if kind is None:
+                raise self._header_error(buf, pos)
+            magic, ptype, argc, empty, strip_nul = kind
+            if size > limit:
+                raise PacketTooLarge(
+                    f"{ptype.name} packet of {size} bytes is over the limit of {limit}"
+                )
+            if stop > end:
+                break
+            if empty is not None:
+                if size:
+                    raise MalformedPacket(f"{ptype.name} takes no arguments, got {size} bytes")
+                append(empty)
+            elif argc == 1:
+                arg = buf[pos + HEADER_SIZE : stop]
+                if strip_nul and arg.endswith(b"\0"):
+                    arg = arg[:-1]
+                append(_packet(magic, ptype, (arg,)))
+            else:
+                parts = tuple(buf[pos + HEADER_SIZE : stop].split(b"\0", argc - 1))
+                if len(parts) != argc:
+                    raise MalformedPacket(
+                        f"{ptype.name} needs {argc} arguments, got {len(parts)}"
+                    )
+                append(_packet(magic, ptype, parts))
+            pos = stop
+        if end - pos >= 1 and buf[pos] != 0:
+            self._on_text(buf, pos)
         self._keep_tail(buf, pos)
         return out
 

@@ -13,7 +13,7 @@ TIME_LIMIT_EXCEEDED = "gearq.TimeLimitExceeded"
 
 
 class WorkerError(GearqError):
-    """The worker was misused (e.g. a function registered twice, or after ``run()``)."""
+    """The worker was misused (e.g. a function registered twice, or an AsyncWorker run twice)."""
 
 
 class TimeLimitExceeded(GearqError):

@@ -83,10 +83,20 @@ else:
     def _new_task(
         loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
     ) -> asyncio.Task[None]:
+        # Not loop.create_task unless a task factory wants it: its Python-level checks cost
+        # about 10% of an async job.
+        if loop.get_task_factory() is None:
+            return asyncio.Task(coro, loop=loop)
         return loop.create_task(coro)
 
 
 MAX_DEFAULT_WINDOW = 32
+# The default concurrency. Handlers on the loop (async, or inline) cost a slot nothing but
+# a coroutine, and a deeper pipeline of GRABs is most of a drain's speed (8 outstanding
+# GRABs drain about half as fast as 32); plain handlers get threads, and 8 threads in one
+# process already hold more jobs than the GIL lets them run at once.
+DEFAULT_CONCURRENCY = 32
+DEFAULT_THREAD_CONCURRENCY = 8
 DEFAULT_RECOVER = RecoverPolicy(recover_time=1.0, backoff=2.0, max_recover_time=30.0, jitter=0.2)
 
 
@@ -118,6 +128,10 @@ class WorkerStats:
     server_errors: int = 0
 
 
+class _NotOnLoop(WorkerError):
+    """register() on a running worker, from another thread than its loop's."""
+
+
 def default_client_id(name: str = "gearq") -> str:
     """``host-pid-name``, without whitespace, for the admin ``workers`` list."""
     raw = f"{socket.gethostname()}-{os.getpid()}-{name}"
@@ -144,7 +158,9 @@ class AsyncWorker:
 
     :param servers: job servers (``"host:port"``, a comma-separated string, a list, ...);
         the worker connects to every one of them.
-    :param concurrency: jobs run at once, over all servers and functions.
+    :param concurrency: jobs run at once, over all servers and functions. Default (None):
+        32 when every function runs on the event loop (``async def`` or ``inline``), 8 when
+        any runs in threads; decided when :meth:`run` starts.
     :param client_id: shown in the admin ``workers`` list; default ``host-pid-gearq``.
     :param poll_interval: seconds between GRABs on an idle connection, besides the NOOP
         wake-ups. gearmand 1.1.20 never wakes a worker for a due epoch job, so this bounds
@@ -167,7 +183,7 @@ class AsyncWorker:
         self,
         servers: str | ServerSpec | Iterable[ServerSpec] | None = None,
         *,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         client_id: str | None = None,
         poll_interval: float = 1.0,
         grab_window: int | None = None,
@@ -175,27 +191,30 @@ class AsyncWorker:
         options: ConnectionOptions | None = None,
         executor: Executor | None = None,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError("concurrency must be an int >= 1")
-        if grab_window is None:
-            grab_window = min(concurrency, MAX_DEFAULT_WINDOW)
-        if not isinstance(grab_window, int) or grab_window < 1:
-            raise ValueError("grab_window must be an int >= 1")
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise ValueError("concurrency must be an int >= 1 (or None: the default)")
+        if grab_window is not None and (
+            isinstance(grab_window, bool) or not isinstance(grab_window, int) or grab_window < 1
+        ):
+            raise ValueError("grab_window must be an int >= 1 (or None: the default)")
         if not poll_interval > 0:
             raise ValueError("poll_interval must be > 0")
         self.servers: tuple[ServerAddress, ...] = tuple(parse_servers(servers))
-        self.concurrency = concurrency
+        self._concurrency = concurrency
+        self._grab_window = grab_window
         self.client_id = check_client_id((client_id or default_client_id()).encode())
         self.poll_interval = float(poll_interval)
-        self.grab_window = grab_window
         self.recover = recover
         self.options = options or ConnectionOptions()
         self.stats = WorkerStats()
         self.stopping = False
         self._executor: Executor | HandlerThreads | None = executor
         self._functions: dict[bytes, _Function] = {}
+        self._register_lock = threading.Lock()
         self._links: list[Link] = []
-        self._free = concurrency
+        self._free = 0  # set by run()
         self._hungry: deque[Link] = deque()
         self._running = 0
         self._zombies = 0  # handlers still running after their time limit answered the job
@@ -236,12 +255,13 @@ class AsyncWorker:
         ``gearq.TimeLimitExceeded: ...`` WORK_EXCEPTION on its own connection; an async
         handler is cancelled, a thread's late result is discarded. ``group``: functions
         with the same group share a connection per server (default: one each).
+
+        A running worker takes new functions too (call this on its loop; the blocking
+        :class:`~gearq.worker.Worker` does that for you): a new group gets its connections,
+        a function joins a live group's connections with a CAN_DO (and, being registered
+        last there, is the one gearmand serves first on them).
         """
-        if self._started:
-            raise WorkerError("register functions before run()")
         name = _as_name(function)
-        if name in self._functions:
-            raise WorkerError(f"function {name!r} is already registered")
         if not callable(handler):
             raise TypeError("handler must be callable")
         if time_limit is not None and not time_limit > 0:
@@ -250,26 +270,86 @@ class AsyncWorker:
         if inline and is_async:
             raise WorkerError("inline is for plain functions; async ones already run on the loop")
         kind = ASYNC if is_async else INLINE if inline else THREAD
-        self._functions[name] = _Function(
-            name, handler, kind, time_limit, group if group is not None else name.decode()
-        )
+        group = group if group is not None else name.decode()
+        fn = _Function(name, handler, kind, time_limit, group)
+        with self._register_lock:  # against run() starting in another thread meanwhile
+            if not self._started:
+                if name in self._functions:
+                    raise WorkerError(f"function {name!r} is already registered")
+                self._functions[name] = fn
+                return
+        if threading.get_ident() != self.thread_id:
+            raise _NotOnLoop("a running worker registers functions on its own event loop")
+        if self.stopping:
+            raise WorkerError("the worker is stopping; it takes no new functions")
+        if name in self._functions:
+            raise WorkerError(f"function {name!r} is already registered")
+        self._functions[name] = fn
+        self._serve_new(fn)
+
+    def _serve_new(self, fn: _Function) -> None:
+        """Serve a function registered while running: CAN_DO on the live connections of its
+        group, or new connections for a new group."""
+        if fn.kind == THREAD and self._executor is None:
+            self._executor = HandlerThreads(self.concurrency)
+        links = [link for link in self._links if link.group == fn.group]
+        if links:
+            for link in links:
+                link.add_function(fn)
+            return
+        for address in self.servers:
+            self._add_link(address, fn.group, {fn.name: fn})
+        self._ready.clear()
+
+    def _add_link(
+        self, address: ServerAddress, group: str, functions: dict[bytes, _Function]
+    ) -> None:
+        link = Link(self, address, group, functions)
+        self._links.append(link)
+        link.task = self.loop.create_task(link.supervise(), name=f"gearq-worker {link!r}")
 
     @property
     def functions(self) -> tuple[bytes, ...]:
         return tuple(self._functions)
 
+    @property
+    def concurrency(self) -> int:
+        """Jobs run at once: the ``concurrency`` given, else the default for the functions
+        registered so far (fixed once :meth:`run` has started)."""
+        if self._concurrency is not None:
+            return self._concurrency
+        if any(fn.kind == THREAD for fn in self._functions.values()):
+            return DEFAULT_THREAD_CONCURRENCY
+        return DEFAULT_CONCURRENCY
+
+    @property
+    def grab_window(self) -> int:
+        """GRABs outstanding per connection at most: the ``grab_window`` given, else the
+        concurrency up to 32."""
+        if self._grab_window is not None:
+            return self._grab_window
+        return min(self.concurrency, MAX_DEFAULT_WINDOW)
+
     # -- running ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve until :meth:`stop` (or until this coroutine is cancelled: a hard stop)."""
-        if self._started:
-            raise WorkerError("a worker runs only once; make a new one")
-        if not self._functions:
-            raise WorkerError("register at least one function before run()")
-        self._started = True
+        """Serve until :meth:`stop` (or until this coroutine is cancelled: a hard stop).
+
+        An AsyncWorker runs once (its state belongs to the loop it ran on); the blocking
+        :class:`~gearq.worker.Worker` makes a fresh one for each ``work()``.
+        """
         loop = asyncio.get_running_loop()
-        self.loop = loop
-        self.thread_id = threading.get_ident()
+        with self._register_lock:
+            if self._started:
+                raise WorkerError("an AsyncWorker runs only once; make a new one")
+            if not self._functions:
+                raise WorkerError("register at least one function before run()")
+            self.loop = loop
+            self.thread_id = threading.get_ident()
+            self._started = True
+        self._concurrency = self.concurrency
+        self._grab_window = self.grab_window
+        self._free = self._concurrency
         self._stopped = loop.create_future()
         if self._executor is None and any(f.kind == THREAD for f in self._functions.values()):
             self._executor = HandlerThreads(self.concurrency)
@@ -277,10 +357,8 @@ class AsyncWorker:
         for fn in self._functions.values():
             groups.setdefault(fn.group, {})[fn.name] = fn
         for address in self.servers:
-            for functions in groups.values():
-                link = Link(self, address, functions)
-                self._links.append(link)
-                link.task = loop.create_task(link.supervise(), name=f"gearq-worker {link!r}")
+            for group, functions in groups.items():
+                self._add_link(address, group, dict(functions))
         if self._stop_requested is not None:
             self._spawn_stop(*self._stop_requested)
         try:
@@ -391,8 +469,11 @@ class AsyncWorker:
             link = hungry.popleft()
             link.queued = False
             if link.state is ACTIVE and link.grabs < link.limit:
-                link.grab()
-                self._free -= 1
+                # One slot per turn while others wait (fair shares); a link alone takes
+                # all it may at once (one write).
+                count = min(link.limit - link.grabs, self._free) if not hungry else 1
+                link.grab(count)
+                self._free -= count
                 if link.grabs < link.limit:
                     link.queued = True
                     hungry.append(link)
@@ -408,6 +489,11 @@ class AsyncWorker:
         self._up += 1
         if self._up == len(self._links):
             self._ready.set()
+
+    def _link_registering(self, link: Link) -> None:
+        """``link`` was up and registers one more function: not ready until it has."""
+        self._up -= 1
+        self._ready.clear()
 
     def _link_down(self, link: Link, grabs: int, was_up: bool) -> None:
         if was_up:
@@ -435,15 +521,37 @@ class AsyncWorker:
             link.write(encode_request(PacketType.WORK_FAIL, handle))
             self._release_slot()
             return
-        job = Job(link, handle, function, unique, payload, fn.time_limit)
+        limit = fn.time_limit
+        job = Job(link, handle, function, unique, payload, limit)
+        self.stats.jobs_started += 1
+        kind = fn.kind
+        if kind == INLINE and limit is None:
+            # The fast case: run and answer it here. It is held by nobody meanwhile: nothing
+            # else runs on the loop until it returns. Link._assigned hands its slot out.
+            try:
+                result = fn.handler(job)
+            except BaseException as exc:
+                self._running += 1
+                self._handler_done(job, None, exc)
+                if not isinstance(exc, (Exception, SystemExit)):
+                    raise
+                return
+            if result is None or result.__class__ is bytes:
+                job._done = True
+                if not job._answer:
+                    link.complete(job, result or b"")
+                self._free += 1
+                if self.stopping:
+                    self._check_idle()
+            else:
+                self._running += 1
+                self._handler_done(job, result, None)
+            return
         link.held[handle] = job
         self._running += 1
-        self.stats.jobs_started += 1
-        limit = fn.time_limit
         if limit is not None:
             job._deadline = self.loop.time() + limit
             job._timer = self.loop.call_later(limit, self._expire, job)
-        kind = fn.kind
         if kind == ASYNC:
             coro = self._run_async(job, fn.handler)  # type: ignore[arg-type]
             task = _new_task(self.loop, coro)
@@ -496,11 +604,22 @@ class AsyncWorker:
         self._thread_wakeup = False
         done = self._thread_done
         threads = self._executor if isinstance(self._executor, HandlerThreads) else None
-        while done:
-            job, result, error = done.popleft()
-            if threads is not None:
-                threads.done()
-            self._handler_done(job, result, error)
+        corked: list[Link] = []
+        try:
+            while done:
+                job, result, error = done.popleft()
+                if threads is not None:
+                    threads.done()
+                link = job._link
+                if not link.corked:
+                    # Answers and GRABs of the whole batch go out in one write per link.
+                    link.corked = True
+                    corked.append(link)
+                self._handler_done(job, result, error)
+        finally:
+            for link in corked:
+                link.corked = False
+                link.flush()
 
     def _handler_done(self, job: Job, result: Any, error: BaseException | None) -> None:
         if job._done:

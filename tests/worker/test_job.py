@@ -186,20 +186,59 @@ def test_registration_rules() -> None:
     assert client_id.endswith("-my_name") and not any(c.isspace() for c in client_id)
 
 
-def test_register_after_run_is_refused_and_a_worker_runs_once() -> None:
+def test_registration_while_running_and_an_async_worker_runs_once() -> None:
     async def main() -> None:
         worker = AsyncWorker("127.0.0.1:1", recover=RecoverPolicy(0.05))
         worker.register("f", lambda job: b"")
         task = asyncio.ensure_future(worker.run())
         await asyncio.sleep(0.05)
-        with pytest.raises(WorkerError):
+        worker.register("g", lambda job: b"")  # on the loop: taken
+        assert worker.functions == (b"f", b"g")
+        with pytest.raises(WorkerError, match="already registered"):
             worker.register("g", lambda job: b"")
-        with pytest.raises(WorkerError):
+        elsewhere: list[BaseException] = []
+
+        def from_a_thread() -> None:
+            try:
+                worker.register("h", lambda job: b"")
+            except BaseException as exc:
+                elsewhere.append(exc)
+
+        thread = threading.Thread(target=from_a_thread)
+        thread.start()
+        thread.join(5)
+        assert len(elsewhere) == 1 and isinstance(elsewhere[0], WorkerError)
+        assert "event loop" in str(elsewhere[0]) and worker.functions == (b"f", b"g")
+        with pytest.raises(WorkerError, match="runs only once"):
             await worker.run()
         await worker.stop()
         await task
+        with pytest.raises(WorkerError, match="stopping"):
+            worker.register("late", lambda job: b"")
 
     run(main())
+
+
+def test_default_concurrency_depends_on_where_handlers_run() -> None:
+    async def on_loop(job: Job) -> bytes:
+        return b""
+
+    worker = AsyncWorker("127.0.0.1:1")
+    assert (worker.concurrency, worker.grab_window) == (32, 32)
+    worker.register("a", on_loop)
+    worker.register("i", lambda job: b"", inline=True)
+    assert (worker.concurrency, worker.grab_window) == (32, 32)
+    worker.register("t", lambda job: b"")  # a plain handler: threads
+    assert (worker.concurrency, worker.grab_window) == (8, 8)
+    assert AsyncWorker("127.0.0.1:1", concurrency=64).grab_window == 32
+    given = AsyncWorker("127.0.0.1:1", concurrency=3, grab_window=2)
+    given.register("t", lambda job: b"")
+    assert (given.concurrency, given.grab_window) == (3, 2)
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError):
+            AsyncWorker("127.0.0.1:1", concurrency=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            AsyncWorker("127.0.0.1:1", grab_window=bad)  # type: ignore[arg-type]
 
 
 def test_handler_threads_start_on_demand_up_to_their_size() -> None:

@@ -1,0 +1,99 @@
+"""Many jobs per read: the worker's batch path (inline answers, one write per batch)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gearq.protocol import PacketType, encode_request
+from gearq.testing import GearmandProcess
+from gearq.worker import Job
+
+from .helpers import eventually, make_worker, queued, raw_client, run, serving
+
+P = PacketType
+
+
+def _mixed(job: Job) -> object:
+    """An inline handler that answers in every way a handler can."""
+    kind = job.payload.split(b"-")[0]
+    if kind == b"raise":
+        raise ValueError("no " + job.payload.decode())
+    if kind == b"self":
+        job.complete(b"self " + job.payload)
+        return None
+    if kind == b"array":
+        return bytearray(b"array " + job.payload)
+    if kind == b"bad":
+        return 42  # not bytes: an exception answer
+    return b"ok " + job.payload
+
+
+def test_queued_jobs_answered_in_batches_each_with_its_own_answer(
+    gearmand: GearmandProcess,
+) -> None:
+    kinds = [b"ok", b"raise", b"self", b"array", b"bad"]
+    payloads = [kinds[i % len(kinds)] + b"-%d" % i for i in range(150)]
+
+    async def main() -> None:
+        async with raw_client(gearmand.port) as client:
+            # Queued before the worker exists, so that reads bring many jobs at once.
+            client.writer.write(
+                b"".join(
+                    encode_request(P.SUBMIT_JOB, b"mixed", b"u%d" % i, payload)
+                    for i, payload in enumerate(payloads)
+                )
+            )
+            handles = {}
+            for payload in payloads:
+                created = await client.read()
+                assert created.type is P.JOB_CREATED
+                handles[created.args[0]] = payload
+            worker = make_worker(gearmand.address)  # the defaults: 32 GRABs outstanding
+            worker.register("mixed", _mixed, inline=True)  # type: ignore[arg-type]
+            async with serving(worker):
+                answers = {}
+                while len(answers) < len(payloads):
+                    packet = await client.read()
+                    answers[packet.args[0]] = packet
+                await eventually(lambda: queued(gearmand.port, "mixed") == 0)
+        for handle, payload in handles.items():
+            packet = answers[handle]
+            kind = payload.split(b"-")[0]
+            if kind in (b"raise", b"bad"):
+                assert packet.type is P.WORK_EXCEPTION, (payload, packet)
+                expected = b"ValueError: no " if kind == b"raise" else b"TypeError: handler"
+                assert packet.args[1].startswith(expected)
+            else:
+                assert packet.type is P.WORK_COMPLETE, (payload, packet)
+                prefix = {b"ok": b"ok ", b"self": b"self ", b"array": b"array "}[kind]
+                assert packet.args[1] == prefix + payload
+        stats = worker.stats
+        assert (stats.completed, stats.exceptions, stats.handler_errors) == (90, 60, 60)
+        assert stats.jobs_started == 150 and stats.connects == 1
+        assert worker.grab_window == 32  # the default window, for a worker of inline handlers
+
+    run(main())
+
+
+def test_the_default_worker_runs_32_async_handlers_at_once(gearmand: GearmandProcess) -> None:
+    n = 32
+    arrived = [0]
+    all_in = asyncio.Event()
+
+    async def handler(job: Job) -> bytes:
+        arrived[0] += 1
+        if arrived[0] == n:
+            all_in.set()
+        await asyncio.wait_for(all_in.wait(), 10)  # TimeoutError unless n run at once
+        return b"a"
+
+    async def main() -> None:
+        worker = make_worker(gearmand.address)
+        worker.register("wait", handler)
+        assert worker.concurrency == n
+        async with serving(worker), raw_client(gearmand.port) as client:
+            await client.submit_many_bg(b"wait", [b""] * (n + 1), b"u")
+            await eventually(lambda: worker.stats.completed == n + 1)
+        assert worker.stats.handler_errors == 0
+
+    run(main())
