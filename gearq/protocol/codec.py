@@ -215,52 +215,29 @@ class Decoder:
         pos = 0
         limit = self.max_packet_size
         append = out.append
-        kinds = self._kinds
         assign = self._assign_key
-        while end - pos >= HEADER_SIZE:
-            key, size = _unpack_key(buf, pos)
-            stop = pos + HEADER_SIZE + size
-            if key == assign and size <= limit:
-                if stop > end:
-                    break
-                args = buf[pos + HEADER_SIZE : stop].split(b"\0", 3)
-                if len(args) != 4:
-                    raise MalformedPacket(f"JOB_ASSIGN_UNIQ needs 4 arguments, got {len(args)}")
-                append(args)
-                pos = stop
-                continue
-            # Everything else as in _parse (kept apart so that feed() pays nothing for this).
-            if buf[pos] != 0:
+        while True:
+            if end - pos < HEADER_SIZE:
+                if end - pos >= 1 and buf[pos] != 0:
+                    self._on_text(buf, pos)
                 break
-            kind = kinds.get(key)
-            if kind is None:
-                raise self._header_error(buf, pos)
-            magic, ptype, argc, empty, strip_nul = kind
-            if size > limit:
-                raise PacketTooLarge(
-                    f"{ptype.name} packet of {size} bytes is over the limit of {limit}"
-                )
+            key, size = _unpack_key(buf, pos)
+            if key != assign or size > limit:
+                # Everything else (and an over-long assignment, for its error) exactly as
+                # feed() does it, up to the next assignment.
+                parsed = self._parse(buf, pos, out, until=assign)
+                if parsed == pos:  # an incomplete packet, or text (already reported)
+                    break
+                pos = parsed
+                continue
+            stop = pos + HEADER_SIZE + size
             if stop > end:
                 break
-            if empty is not None:
-                if size:
-                    raise MalformedPacket(f"{ptype.name} takes no arguments, got {size} bytes")
-                append(empty)
-            elif argc == 1:
-                arg = buf[pos + HEADER_SIZE : stop]
-                if strip_nul and arg.endswith(b"\0"):
-                    arg = arg[:-1]
-                append(_packet(magic, ptype, (arg,)))
-            else:
-                parts = tuple(buf[pos + HEADER_SIZE : stop].split(b"\0", argc - 1))
-                if len(parts) != argc:
-                    raise MalformedPacket(
-                        f"{ptype.name} needs {argc} arguments, got {len(parts)}"
-                    )
-                append(_packet(magic, ptype, parts))
+            args = buf[pos + HEADER_SIZE : stop].split(b"\0", 3)
+            if len(args) != 4:
+                raise MalformedPacket(f"JOB_ASSIGN_UNIQ needs 4 arguments, got {len(args)}")
+            append(args)
             pos = stop
-        if end - pos >= 1 and buf[pos] != 0:
-            self._on_text(buf, pos)
         self._keep_tail(buf, pos)
         return out
 
@@ -277,7 +254,14 @@ class Decoder:
             need = HEADER_SIZE + _unpack_header(rest, 0)[2]
         self._buffer.keep(rest, need)
 
-    def _parse(self, buf: bytes, pos: int, out: list[Packet]) -> int:
+    def _parse(
+        self, buf: bytes, pos: int, out: list[Packet] | list[Packet | list[bytes]], until: int = -2
+    ) -> int:
+        """Decode whole packets from ``pos`` into ``out``; return where the rest starts.
+
+        Stops early (for :meth:`feed_jobs`) before a packet whose type key is ``until`` and
+        whose size is within the limit.
+        """
         end = len(buf)
         kinds = self._kinds
         limit = self.max_packet_size
@@ -287,6 +271,8 @@ class Decoder:
                 # A text line where a packet should start; only a server accepts those.
                 break
             key, size = _unpack_key(buf, pos)
+            if key == until and size <= limit:
+                break
             kind = kinds.get(key)
             if kind is None:
                 raise self._header_error(buf, pos)
