@@ -37,7 +37,6 @@ import shlex
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -47,6 +46,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from benchmarks._procs import ReadyProcess  # noqa: E402
 from benchmarks.raw import raw_background_submit, raw_foreground  # noqa: E402
 from gearq.testing import GearmandProcess  # noqa: E402
 
@@ -159,7 +159,7 @@ def _queued(port: int) -> int:
     return 0
 
 
-class _Peer:
+class _Peer(ReadyProcess):
     """A worker process of one kind, started and stopped the same way for every peer."""
 
     def __init__(self, peer: str, address: str, concurrency: int | None) -> None:
@@ -172,31 +172,9 @@ class _Peer:
             cmd += ["--address", address]
             if slots or concurrency is not None:
                 cmd += ["--concurrency", slots or str(concurrency)]
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.process = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        word, _, slots = line.strip().partition(" ")
-        if word != "ready":
-            self.stop()
-            raise RuntimeError(f"{peer} worker did not start: {line!r}")
+        super().__init__(cmd, f"{peer} worker")
         # concurrency/grab window, for gearq's workers
-        self.slots = slots or (peer.split("-")[1] if peer.startswith("raw-") else "")
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
+        self.slots = self.info or (peer.split("-")[1] if peer.startswith("raw-") else "")
 
 
 @dataclass
