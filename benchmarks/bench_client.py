@@ -9,7 +9,8 @@ Two scenarios (see docs/../performance-anchors: S2 and S3):
   ``submit_multiple_jobs`` per window. A fresh gearmand per run.
 * ``foreground``: N foreground jobs with K in flight, echoed by a raw worker process that
   keeps G GRAB_JOB_UNIQ outstanding; jobs completed per second. raw: K outstanding on one
-  socket; gearq: K coroutines each doing ``await (await client.submit(...))``; pygearman:
+  socket; gearq: K coroutines each doing ``await (await client.submit(...))``; gearq-many:
+  one ``run_many(..., in_flight=K)`` for all N; pygearman:
   ``submit_multiple_jobs`` in batches of K. In each round one gearmand and one worker
   process serve every system.
 
@@ -123,6 +124,20 @@ def gearq_foreground(address: str, uniques: Sequence[bytes], args: argparse.Name
     return asyncio.run(main())
 
 
+def gearq_foreground_many(address: str, uniques: Sequence[bytes], args: argparse.Namespace):
+    async def main() -> tuple[int, float]:
+        async with AsyncClient(address) as client:
+            await client.echo(b"connect")
+            start = time.perf_counter()
+            batch = await client.run_many(
+                FUNCTION, [PAYLOAD] * len(uniques), uniques=uniques, in_flight=args.in_flight
+            )
+            elapsed = time.perf_counter() - start
+            return sum(1 for r in batch.results if r == PAYLOAD), elapsed
+
+    return asyncio.run(main())
+
+
 # -- raw -----------------------------------------------------------------------------------
 
 
@@ -187,7 +202,12 @@ SYSTEMS: dict[str, dict[str, Runner]] = {
         "gearq-bulk": gearq_background_bulk,
         "pygearman": pyg_background,
     },
-    "foreground": {"raw": raw_fg, "gearq": gearq_foreground, "pygearman": pyg_foreground},
+    "foreground": {
+        "raw": raw_fg,
+        "gearq": gearq_foreground,
+        "gearq-many": gearq_foreground_many,
+        "pygearman": pyg_foreground,
+    },
 }
 
 
@@ -322,7 +342,9 @@ def _cpus(spec: str) -> set[int] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", choices=["background", "foreground", "all"], default="all")
-    parser.add_argument("--systems", default="raw,gearq,gearq-batch,gearq-bulk,pygearman")
+    parser.add_argument(
+        "--systems", default="raw,gearq,gearq-batch,gearq-bulk,gearq-many,pygearman"
+    )
     parser.add_argument("--bg-jobs", type=int, default=50_000)
     parser.add_argument("--fg-jobs", type=int, default=20_000)
     parser.add_argument("--in-flight", type=int, default=100)

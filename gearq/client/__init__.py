@@ -8,6 +8,7 @@ from .admin import AdminClient, AdminResults, AsyncAdminClient, ServerResult
 from .client import AsyncClient
 from .errors import (
     BatchError,
+    BatchFailed,
     ClientClosed,
     JobConnectionLost,
     JobError,
@@ -21,6 +22,7 @@ from .errors import (
     SubmitError,
 )
 from .job import BackgroundBatch, Job, JobState, JobStatus, Priority, UniqueStatus
+from .many import ForegroundBatch
 from .pool import Strategy
 from .sync import Client, SyncJob
 
@@ -31,8 +33,10 @@ __all__ = [
     "AsyncClient",
     "BackgroundBatch",
     "BatchError",
+    "BatchFailed",
     "Client",
     "ClientClosed",
+    "ForegroundBatch",
     "Job",
     "JobConnectionLost",
     "JobError",

@@ -33,6 +33,7 @@ from ..protocol.packets import PacketType
 from .errors import ClientClosed, JobConnectionLost, NoServerAvailable, PayloadTooLarge, detail
 from .job import BackgroundBatch, Job, JobState, JobStatus, Priority, UniqueStatus
 from .link import FLUSH_AT, Request, ServerLink, Span
+from .many import BatchEntry, ForegroundBatch, ForegroundSpan, check_payloads, check_uniques
 from .pool import ServerPool, Strategy, make_strategy
 from .submit import (
     BG_HEAD,
@@ -141,6 +142,8 @@ class AsyncClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: ForegroundBatches with slots freed by the read being handled.
+        self._due: list[ForegroundBatch] = []
 
     @property
     def servers(self) -> tuple[ServerAddress, ...]:
@@ -493,6 +496,76 @@ class AsyncClient:
                 batch._fail(i, error)
         return batch
 
+    async def run_many(
+        self,
+        function: str | bytes,
+        payloads: Iterable[bytes],
+        *,
+        in_flight: int = 100,
+        uniques: Iterable[str | bytes | None] | None = None,
+        priority: Priority = Priority.NORMAL,
+        timeout: float | None = None,
+        resubmit_on_failure: bool | None = None,
+    ) -> ForegroundBatch:
+        """Run one foreground job per payload, ``in_flight`` at a time, and return the
+        :class:`ForegroundBatch` once every job has ended: ``batch.results[i]`` is job
+        i's result or None, ``batch.errors[i]`` its typed error; ``batch.result_nowait()``
+        gives the results list or raises :class:`BatchFailed`. A failed job never costs
+        the others their results, and nothing is raised for one.
+
+        The bulk path of foreground work (libgearman's ``gearman_client_run_tasks``): the
+        submits are pipelined on the servers' connections and each ending job's slot is
+        refilled at once, with no :class:`Job`, Future or coroutine per job. Each job is
+        routed on its own, with failover, as ``submit`` would route it. ``uniques``
+        (default: none, so jobs never coalesce) are validated before anything is sent.
+        ``timeout``: seconds for the whole run; jobs not done by then end with
+        :class:`JobTimeout` (they may still run on the servers). ``resubmit_on_failure``
+        as for ``submit``. WORK_DATA, WORK_WARNING and WORK_STATUS are ignored.
+
+        Invalid arguments raise before anything is sent; a client closed meanwhile ends
+        the jobs with :class:`ClientClosed`. Every other failure (no server, a lost
+        connection, an ERROR packet, QueueFull) ends only the jobs it concerns.
+        """
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        if in_flight.__class__ is not int or in_flight < 1:
+            raise ArgumentError(f"in_flight must be a positive int, got {in_flight!r}")
+        payload_list = list(payloads)
+        check_payloads(payload_list, self.max_payload_size)
+        count = len(payload_list)
+        if uniques is None:
+            unique_list = [b""] * count
+        else:
+            given = list(uniques)
+            if len(given) != count:
+                raise ArgumentError("uniques and payloads differ in length")
+            unique_list = check_uniques(given, lambda n: [b""] * n)
+        if timeout is None:
+            timeout = self.job_timeout
+        elif timeout <= 0:
+            raise ArgumentError("timeout must be positive")
+        fn = self._function(function)
+        if SUBMIT_HEADS.get((False, priority)) is None:
+            raise ArgumentError(f"priority must be a Priority, got {priority!r}")
+        resubmit = self.resubmit_on_failure if resubmit_on_failure is None else resubmit_on_failure
+        batch = ForegroundBatch(
+            self, fn, payload_list, unique_list, priority, in_flight, resubmit
+        )
+        await batch.run(timeout)
+        return batch
+
+    def _run_due(self) -> None:
+        """Refill the ForegroundBatches that jobs ended for in the read just handled."""
+        due = self._due
+        self._due = []
+        for batch in due:
+            if batch._queued:
+                try:
+                    batch._refill(True)
+                except Exception:
+                    # Called from a connection's read: a bug here must not end it.
+                    log.exception("error while refilling %r", batch)
+
     async def _send_batch(
         self, batch: BackgroundBatch, indices: Sequence[int], attempt: int
     ) -> tuple[list[int], BaseException]:
@@ -759,7 +832,10 @@ class AsyncClient:
         self._emit("error", link.address, error)
 
     def _server_error(
-        self, link: ServerLink, error: BaseException, request: Job | Request | Span | None
+        self,
+        link: ServerLink,
+        error: BaseException,
+        request: Job | Request | Span | ForegroundSpan | None,
     ) -> None:
         log.warning("%s: request failed: %s", link.address, detail(error, link.address))
         self._emit("error", link.address, error)
@@ -768,8 +844,8 @@ class AsyncClient:
         self,
         link: ServerLink,
         error: ConnectionLost | None,
-        pending: Sequence[Job | Request | Span],
-        jobs: Sequence[Job],
+        pending: Sequence[Job | Request | Span | ForegroundSpan],
+        jobs: Sequence[Job | BatchEntry],
     ) -> None:
         if error is None and self._closed:
             reason: BaseException = ClientClosed("the client was closed")
@@ -788,10 +864,17 @@ class AsyncClient:
                     item.future.set_exception(reason)
             elif isinstance(item, Span):
                 self._span_lost(item, link, reason)
+            elif isinstance(item, ForegroundSpan):
+                lost = item.batch._lost
+                for index in item.indices[item.pos :]:
+                    lost(index, link, reason)
             else:
                 self._job_lost(item, link, reason)
         for job in jobs:
-            self._job_lost(job, link, reason)
+            if isinstance(job, tuple):
+                job[0]._lost(job[1], link, reason)
+            else:
+                self._job_lost(job, link, reason)
 
     def _job_lost(self, job: Job, link: ServerLink, reason: BaseException) -> None:
         if job.done:

@@ -10,6 +10,7 @@ from ..protocol.errors import ArgumentError, GearqError
 
 __all__ = [
     "BatchError",
+    "BatchFailed",
     "ClientClosed",
     "JobConnectionLost",
     "JobError",
@@ -129,6 +130,23 @@ class BatchError(SubmitError):
         first = min(self.errors) if self.errors else None
         example = f"; job {first}: {self.errors[first]}" if first is not None else ""
         super().__init__(f"{len(self.errors)} of {len(self.handles)} jobs failed{example}")
+
+
+class BatchFailed(JobError):
+    """Some jobs of a ``ForegroundBatch`` (``AsyncClient.run_many``) did not complete.
+
+    ``errors`` maps the index of each failed job to its typed error; ``results`` holds
+    the others' results in input order, with None where a job failed.
+    """
+
+    def __init__(
+        self, errors: Mapping[int, BaseException], results: Sequence[bytes | None]
+    ) -> None:
+        self.errors = dict(errors)
+        self.results = list(results)
+        first = min(self.errors) if self.errors else None
+        example = f"; job {first}: {self.errors[first]}" if first is not None else ""
+        super().__init__(f"{len(self.errors)} of {len(self.results)} jobs failed{example}")
 
 
 class JobConnectionLost(ConnectionLost):

@@ -221,8 +221,9 @@ class Job:
     # -- waiting ----------------------------------------------------------------------------
 
     def __await__(self) -> Generator[Any, None, bytes]:
-        # A plain generator, not a coroutine: ``await job`` is the hot path.
-        while not self.done:
+        # A plain generator, not a coroutine: ``await job`` is the hot path. The state is
+        # tested inline (``done`` is a property call): PENDING, or a foreground CREATED.
+        while self.state is _PENDING or (self.state is _CREATED and not self.background):
             fut: asyncio.Future[None] = self._client._get_loop().create_future()
             if self._done_waiters is None:
                 self._done_waiters = [fut]
@@ -415,8 +416,12 @@ class Job:
         self.state = _COMPLETE
         if self._timer is None and self._waiters is None and self._done_callbacks is None:
             # _done() inlined: the usual case is one ``await job`` and nothing else.
-            if self._done_waiters is not None:
-                self._wake_done()
+            waiters = self._done_waiters
+            if waiters is not None:
+                self._done_waiters = None
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
         else:
             self._done()
         if self._listeners is not None:

@@ -24,6 +24,7 @@ from ..protocol.codec import encode_request
 from ..protocol.packets import Packet, PacketType
 from .errors import ClientClosed, JobException, JobFailed, QueueFull, ServerRejected
 from .job import BackgroundBatch, Job, JobState
+from .many import BatchEntry, ForegroundBatch, ForegroundSpan
 from .wire import ClientConnection
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class _Group:
 
     __slots__ = ("cursor", "jobs")
 
-    def __init__(self, jobs: list[Job]) -> None:
+    def __init__(self, jobs: list[Job | BatchEntry]) -> None:
         self.jobs = jobs
         self.cursor = 0
 
@@ -99,7 +100,8 @@ class Span:
         return [i for i in self.indices[self.pos :] if i not in batch.errors]
 
 
-_Pending = Union[Job, Request, Span]  # noqa: UP007 (a runtime alias on 3.10)
+_Pending = Union[Job, Request, Span, ForegroundSpan]  # noqa: UP007 (a runtime alias on 3.10)
+_Entry = Union[Job, _Group, BatchEntry]  # noqa: UP007
 
 
 def _int(value: bytes) -> int:
@@ -137,7 +139,7 @@ class ServerLink:
         self.address = address
         self.conn: Connection | None = None
         self.pending: deque[_Pending] = deque()
-        self.jobs: dict[bytes, Job | _Group] = {}
+        self.jobs: dict[bytes, _Entry] = {}
         self.wbuf: list[bytes] = []
         self.wsize = 0
         self._flush_handle: asyncio.Handle | None = None
@@ -185,6 +187,7 @@ class ServerLink:
         assert isinstance(conn, ClientConnection)
         conn.on_created = self.created
         conn.on_complete = self.complete
+        conn.on_read_end = self._read_end
         self.conn = conn
         self._lost_error = None
         # Pipelined ahead of any submit: the server applies them first, no round trip.
@@ -206,6 +209,18 @@ class ServerLink:
     def send_job(self, job: Job, packet: bytes) -> None:
         self.pending.append(job)
         self.write(packet)
+
+    def send_span(self, span: ForegroundSpan, packets: bytes, in_read: bool) -> None:
+        """Queue a span's submits. ``in_read``: sent by the client when the read is
+        handled (no flush is scheduled, so no extra loop iteration either)."""
+        self.pending.append(span)
+        self.wbuf.append(packets)
+        self.wsize += len(packets)
+        if self.wsize >= FLUSH_AT:
+            self.flush()
+        elif not in_read and self._flush_handle is None:
+            assert self._loop is not None
+            self._flush_handle = self._loop.call_soon(self._scheduled_flush)
 
     def send_request(
         self, ptype: PacketType, args: tuple[bytes, ...], expect: PacketType
@@ -234,6 +249,18 @@ class ServerLink:
         room = self._room
         if room is not None and not room.done():
             room.set_result(None)
+
+    def _read_end(self) -> None:
+        """The packets of one read are handled: refill the ForegroundBatches they freed
+        slots of, and send what that wrote now, in this loop iteration, except on a link
+        whose flush is scheduled (behind the wake-ups of single jobs that ended in this
+        read, so that what their waiters submit next leaves in the same write)."""
+        client = self.client
+        if client._due:
+            client._run_due()
+            for link in client._links:
+                if link.wbuf and link._flush_handle is None:
+                    link.flush()
 
     def _scheduled_flush(self) -> None:
         if self._flush_later:
@@ -285,18 +312,19 @@ class ServerLink:
                 return
             if entry.__class__ is Job:
                 self._deliver(entry, t, args)
-            else:
-                self._group_packet(args[0], entry, t, args)  # type: ignore[arg-type]
+            elif entry.__class__ is _Group:
+                self._group_packet(args[0], entry, t, args)
+            # A job of a ForegroundBatch: progress packets are not kept.
         elif t is _WORK_FAIL or t is _WORK_EXCEPTION:
             handle = args[0]
             entry = self.jobs.get(handle)
             if entry is None:
                 return
-            if entry.__class__ is Job:
-                del self.jobs[handle]
-                self._deliver(entry, t, args)
+            if entry.__class__ is _Group:
+                self._group_packet(handle, entry, t, args)
             else:
-                self._group_packet(handle, entry, t, args)  # type: ignore[arg-type]
+                del self.jobs[handle]
+                self._deliver(entry, t, args)  # type: ignore[arg-type]
         elif t in _REPLIES:
             self._on_reply(t, args)
         elif t is _ERROR:
@@ -346,6 +374,29 @@ class ServerLink:
                     if take and not batch._left:
                         batch._done()
                     continue
+                if head.__class__ is ForegroundSpan:
+                    assert isinstance(head, ForegroundSpan)
+                    fbatch = head.batch
+                    pos = head.pos
+                    take = min(total - done, head.count - pos)
+                    jobs = self.jobs
+                    fhandles = fbatch.handles
+                    fservers = fbatch.servers
+                    for index, handle in zip(
+                        head.indices[pos : pos + take], handles[done : done + take], strict=True
+                    ):
+                        entry = (fbatch, index)
+                        # Registered even if the job ended (timed out): with coalesced
+                        # submits the number attached decides which packet copy is whose.
+                        if jobs.setdefault(handle, entry) is not entry:
+                            self._attach(handle, entry)
+                        fhandles[index] = handle
+                        fservers[index] = address
+                    done += take
+                    head.pos = pos + take
+                    if head.pos == head.count:
+                        pending.popleft()
+                    continue
                 handle = handles[done]
                 done += 1
                 if head.__class__ is Job and head.state is _PENDING:
@@ -370,6 +421,9 @@ class ServerLink:
             return  # finished, timed out, or never ours: ignore
         if entry.__class__ is Job:
             entry._complete(result)
+        elif entry.__class__ is tuple:
+            entry[0]._complete(entry[1], result)  # refilled and flushed by _read_end
+            return
         else:
             self.jobs[handle] = entry
             self._group_packet(handle, entry, _WORK_COMPLETE, (handle, result))  # type: ignore[arg-type]
@@ -404,17 +458,21 @@ class ServerLink:
         entry = jobs.get(handle)
         if entry is None:
             jobs[handle] = job
-        elif entry is job:
-            pass
-        elif entry.__class__ is Job:
-            jobs[handle] = _Group([entry, job])
-        else:
-            entry.jobs.append(job)  # type: ignore[union-attr]
+        elif entry is not job:
+            self._attach(handle, job)
         if job.state is _PENDING:
             job._set_created(handle, self.address)
         else:
             job.handle = handle
             job.server = self.address
+
+    def _attach(self, handle: bytes, job: Job | BatchEntry) -> None:
+        """A second submit of ours coalesced onto ``handle``'s job."""
+        entry = self.jobs[handle]
+        if entry.__class__ is _Group:
+            entry.jobs.append(job)
+        else:
+            self.jobs[handle] = _Group([entry, job])  # type: ignore[list-item]
 
     def _group_packet(
         self, handle: bytes, group: _Group, t: PacketType, args: tuple[bytes, ...]
@@ -425,7 +483,12 @@ class ServerLink:
             del self.jobs[handle]
         self._deliver(job, t, args)
 
-    def _deliver(self, job: Job, t: PacketType, args: tuple[bytes, ...]) -> None:
+    def _deliver(self, job: Job | BatchEntry, t: PacketType, args: tuple[bytes, ...]) -> None:
+        if job.__class__ is tuple:
+            assert isinstance(job, tuple)
+            self._deliver_batch(job[0], job[1], t, args)
+            return
+        assert isinstance(job, Job)
         if t is _WORK_COMPLETE:
             job._complete(args[1])
         elif t is _WORK_DATA:
@@ -440,6 +503,18 @@ class ServerLink:
         elif t is _WORK_EXCEPTION:
             exc = JobException(args[1], server=self.address, handle=args[0])
             job._finish(JobState.EXCEPTION, exc, "exception", args[1])
+
+    def _deliver_batch(
+        self, batch: ForegroundBatch, index: int, t: PacketType, args: tuple[bytes, ...]
+    ) -> None:
+        if t is _WORK_COMPLETE:
+            batch._complete(index, args[1])
+        elif t is _WORK_FAIL:
+            error = JobFailed("the job failed", server=self.address, handle=args[0])
+            batch._fail(index, error, in_read=True)
+        elif t is _WORK_EXCEPTION:
+            exc = JobException(args[1], server=self.address, handle=args[0])
+            batch._fail(index, exc, in_read=True)
 
     def _on_reply(self, t: PacketType, args: tuple[bytes, ...]) -> None:
         if not self.pending:
@@ -473,6 +548,12 @@ class ServerLink:
             if self._room is not None and self.unanswered <= self._room_at:
                 self._wake_room()
             item.batch._fail(index, error)
+        elif isinstance(item, ForegroundSpan):
+            index = item.indices[item.pos]
+            item.pos += 1
+            if item.pos == item.count:
+                self.pending.popleft()
+            item.batch._fail(index, error, in_read=True)
         elif item is not None:
             self.pending.popleft()
         if isinstance(item, Job):
@@ -505,12 +586,12 @@ class ServerLink:
         self._lost_error = None
         pending = list(self.pending)
         self.pending.clear()
-        jobs: list[Job] = []
+        jobs: list[Job | BatchEntry] = []
         for entry in self.jobs.values():
-            if isinstance(entry, Job):
-                jobs.append(entry)
-            else:
+            if isinstance(entry, _Group):
                 jobs.extend(entry.jobs)
+            else:
+                jobs.append(entry)
         self.jobs.clear()
         self.client._link_lost(self, error, pending, jobs)
 
@@ -533,6 +614,6 @@ def _retrieve(task: asyncio.Task[None]) -> None:
 
 
 def _describe(item: _Pending) -> str:
-    if isinstance(item, (Job, Span)):
+    if isinstance(item, (Job, Span, ForegroundSpan)):
         return "a JOB_CREATED"
     return f"a {item.expect.name}"

@@ -31,7 +31,17 @@ from ..net.address import ServerAddress, ServerSpec
 from ..protocol.errors import GearqError
 from .client import AsyncClient, ClientCallback, ClientEvent
 from .errors import ClientClosed, JobTimeout
-from .job import Job, JobCallback, JobEvent, JobState, JobStatus, Priority, UniqueStatus
+from .job import (
+    BackgroundBatch,
+    Job,
+    JobCallback,
+    JobEvent,
+    JobState,
+    JobStatus,
+    Priority,
+    UniqueStatus,
+)
+from .many import ForegroundBatch
 
 __all__ = ["Client", "DrivenLoop", "SyncJob", "driver_of"]
 
@@ -628,6 +638,67 @@ class Client:
             return [SyncJob(job, runner) for job in jobs]
 
         return runner.run(submit())
+
+    def submit_background_many(
+        self,
+        function: str | bytes,
+        payloads: Iterable[bytes],
+        *,
+        uniques: Iterable[str | bytes | None] | None = None,
+        priority: Priority = Priority.NORMAL,
+        timeout: float | None = None,
+        resubmit_on_failure: bool | None = None,
+    ) -> BackgroundBatch:
+        """See :meth:`AsyncClient.submit_background_many`. Blocks until every job is
+        acknowledged or has failed, then returns the done batch: ``batch.handles``,
+        ``batch.errors``, and ``batch.result_nowait()`` (the handles, or
+        :class:`BatchError`). Without ``timeout`` a server that stops answering holds the
+        call until heartbeats notice it."""
+        runner, client = self._ensure()
+        payload_list = list(payloads)
+        unique_list = None if uniques is None else list(uniques)
+
+        async def submit() -> BackgroundBatch:
+            batch = await client.submit_background_many(
+                function,
+                payload_list,
+                uniques=unique_list,
+                priority=priority,
+                timeout=timeout,
+                resubmit_on_failure=resubmit_on_failure,
+            )
+            await batch.wait()
+            return batch
+
+        return runner.run(submit())
+
+    def run_many(
+        self,
+        function: str | bytes,
+        payloads: Iterable[bytes],
+        *,
+        in_flight: int = 100,
+        uniques: Iterable[str | bytes | None] | None = None,
+        priority: Priority = Priority.NORMAL,
+        timeout: float | None = None,
+        resubmit_on_failure: bool | None = None,
+    ) -> ForegroundBatch:
+        """See :meth:`AsyncClient.run_many`: blocks until every job has ended and returns
+        the done :class:`ForegroundBatch` (``results``, ``errors``, ``result_nowait()``)."""
+        runner, client = self._ensure()
+        payload_list = list(payloads)
+        unique_list = None if uniques is None else list(uniques)
+        return runner.run(
+            client.run_many(
+                function,
+                payload_list,
+                in_flight=in_flight,
+                uniques=unique_list,
+                priority=priority,
+                timeout=timeout,
+                resubmit_on_failure=resubmit_on_failure,
+            )
+        )
 
     def get_status(
         self, handle: SyncJob | Job | str | bytes, server: ServerSpec | None = None

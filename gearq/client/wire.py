@@ -37,6 +37,8 @@ class ClientConnection(Connection):
 
     on_created: Callable[[list[bytes]], None] | None = None
     on_complete: Callable[[bytes, bytes], None] | None = None
+    #: Called after the packets of each read are handled (even if handling one failed).
+    on_read_end: Callable[[], None] | None = None
     # Bytes of a packet not yet whole: kept as parts and joined once, so a large packet
     # arriving in many reads is copied once, not once per read.
     _parts: list[bytes] | None = None
@@ -44,6 +46,16 @@ class ClientConnection(Connection):
     _need = 0
 
     def data_received(self, data: bytes) -> None:
+        on_read_end = self.on_read_end
+        if on_read_end is None:
+            self._receive(data)
+            return
+        try:
+            self._receive(data)
+        finally:
+            on_read_end()
+
+    def _receive(self, data: bytes) -> None:
         on_created = self.on_created
         on_complete = self.on_complete
         if on_created is None or on_complete is None:
