@@ -19,10 +19,12 @@ Latency (S1): ``--latency-tasks`` round trips one after another (submit, wait fo
 result) per caller and round, beside the raw client with the raw worker keeping 1 GRAB
 outstanding (``raw-1``): ``gearq`` is ``echo.delay(p).get()`` from the main thread (which
 runs the app's event loop itself while it waits), ``gearq-async`` is
-``await (await echo.adelay(p))`` on an event loop of the main thread; both served by the
-TaskWorker. All three share one gearmand per round (the raw worker and the TaskWorker serve
-different functions) and take turns in blocks of ``--latency-block`` round trips, so that
-they see the same background load; p50 and p99 in microseconds are medians over rounds.
+``await (await echo.adelay(p))`` on an event loop of the main thread; both served by a
+TaskWorker with its defaults (``app.worker()``: ``pool="threads"``, 8 slots) unless
+``--latency-pool inline`` (the throughput worker's pool) is given. All three share one
+gearmand per round (the raw worker and the TaskWorker serve different functions) and take
+turns in blocks of ``--latency-block`` round trips, so that they see the same background
+load; p50 and p99 in microseconds are medians over rounds.
 
 CPU columns: microseconds of CPU per task of the client process, the worker process and
 gearmand (from /proc). Targets (issue 5): gearq >= 8x pygearman and >= 0.4x raw-8;
@@ -32,6 +34,7 @@ gearq p50 <= 1.3x the raw 1-GRAB loop's.
     python -m benchmarks.bench_tasks --quick         # 1 round, 5,000 tasks
     python -m benchmarks.bench_tasks --flags="-t 1" --systems gearq,raw-8
     python -m benchmarks.bench_tasks --systems= --rounds 5   # latency only
+    python -m benchmarks.bench_tasks --systems= --latency-pool inline
 """
 
 from __future__ import annotations
@@ -91,7 +94,10 @@ def _serve_gearq(address: str, concurrency: int, pool: str) -> None:
     app, _ = make_app(address)
 
     async def main() -> None:
-        worker = app.worker(concurrency=concurrency, pool=pool, grab_window=concurrency)
+        if concurrency > 0:
+            worker = app.worker(concurrency=concurrency, pool=pool, grab_window=concurrency)
+        else:  # the TaskWorker's defaults, but for the pool
+            worker = app.worker(pool=pool)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(worker.stop(False)))
         task = asyncio.ensure_future(worker.run())
@@ -341,7 +347,10 @@ def latency(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
     samples: dict[str, list[float]] = {s: [] for s in LATENCY_SYSTEMS}
     with GearmandProcess(args.flags, verbose="ERROR") as server:
         raw = start_raw_worker(server.address, PYG_FUNCTION, grabs=1)
-        worker = _worker_process(_worker_args("gearq", server.address, args) or [])
+        worker = _worker_process(
+            ["--serve", "gearq", "--address", server.address, "--concurrency", "0",
+             "--pool", args.latency_pool]
+        )  # fmt: skip
         callers: dict[str, Any] = {}
         try:
             for system in LATENCY_SYSTEMS:
@@ -375,6 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-block", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=32, help="gearq worker slots")
     parser.add_argument("--pool", default="inline", choices=["inline", "threads"])
+    parser.add_argument(
+        "--latency-pool", default="threads", choices=["inline", "threads"],
+        help="the latency worker's pool (default: the TaskWorker's own, threads)",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--flags", default="", help="extra gearmand flags, e.g. '-t 1'")
     parser.add_argument("--quick", action="store_true", help="5,000 tasks, one round")
@@ -436,7 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.latency_tasks > 0:
         print(
             f"single round trips: {args.latency_tasks} per caller and round, in turns of"
-            f" {args.latency_block}; medians over rounds of each round's p50 / p99"
+            f" {args.latency_block}; medians over rounds of each round's p50 / p99;"
+            f" gearq worker: TaskWorker defaults, pool={args.latency_pool}"
         )
     for system, samples in lat.items():
         if not samples:

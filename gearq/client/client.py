@@ -496,6 +496,13 @@ class AsyncClient:
                 batch._fail(i, error)
         return batch
 
+    def flush(self) -> None:
+        """Send now what submits queued for the end of this loop iteration (call it from
+        the loop's thread, e.g. before blocking it)."""
+        for link in self._links:
+            if link.wbuf and link.conn is not None:
+                link.flush()
+
     async def run_many(
         self,
         function: str | bytes,

@@ -303,6 +303,33 @@ class DrivenLoop:
             raise concurrent.futures.TimeoutError
         return fut.result()
 
+    def run_here(self, fn: Callable[[], object]) -> bool:
+        """Call ``fn`` in this thread as if it were the loop's own, when no thread runs the
+        loop and no loop runs in this thread; return False (``fn`` not called) otherwise.
+
+        For a caller about to wait on what ``fn`` starts: the loop is set as this thread's
+        running loop while ``fn`` runs (so it may create tasks and write to transports),
+        and what ``fn`` schedules runs when a thread next runs the loop. This saves the
+        loop passes a scheduled ``fn`` would cost before its first packet leaves.
+        """
+        if asyncio._get_running_loop() is not None:
+            return False
+        if not self._baton.acquire(blocking=False):
+            return False
+        try:
+            if self.loop.is_closed():
+                return False
+            # Documented for event-loop implementers; the baton makes this thread the
+            # loop's only user until it is released.
+            asyncio.events._set_running_loop(self.loop)
+            try:
+                fn()
+            finally:
+                asyncio.events._set_running_loop(None)
+            return True
+        finally:
+            self._release()
+
     def schedule(self, fn: Callable[[], object]) -> None:
         """Schedule ``fn`` in the loop from any thread, for a caller about to wait: when
         nobody runs the loop, no wake-up is written (whoever runs it next runs ``fn``;

@@ -270,51 +270,56 @@ class _View:
 # A submit request: function, payload, background, priority, unique, run_at, timeout.
 _Submit = tuple[bytes, bytes, bool, Priority, "bytes | None", "float | None", "float | None"]
 
+class _Resume:
+    """The rest of a coroutine that was started by hand and is waiting on ``first``."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro = self.coro
+        waiting = self.first
+        while True:
+            try:
+                sent = yield waiting
+            except BaseException as exc:  # cancellation, passed on into the coroutine
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = coro.send(sent)
+                except StopIteration:
+                    return
+
+
+async def _finish(resume: _Resume) -> None:
+    await resume
+
+
+def _start_by_hand(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> None:
+    # What 3.12's eager tasks do: run the coroutine at once, and make a task only if it
+    # has to wait (a connect, a full buffer): a batch of submits usually never waits,
+    # and its packets then leave in this loop iteration rather than the next. Unlike an
+    # eager task, this also works while the loop is not running (see _ThreadHome.submit).
+    try:
+        waiting = coro.send(None)
+    except StopIteration:
+        return
+    loop.create_task(_finish(_Resume(coro, waiting)))
+
+
 if sys.version_info >= (3, 12):
 
     def _start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> None:
         asyncio.Task(coro, loop=loop, eager_start=True)
 
 else:
-
-    class _Resume:
-        """The rest of a coroutine that was started by hand and is waiting on ``first``."""
-
-        __slots__ = ("coro", "first")
-
-        def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
-            self.coro = coro
-            self.first = first
-
-        def __await__(self) -> Generator[Any, Any, None]:
-            coro = self.coro
-            waiting = self.first
-            while True:
-                try:
-                    sent = yield waiting
-                except BaseException as exc:  # cancellation, passed on into the coroutine
-                    try:
-                        waiting = coro.throw(exc)
-                    except StopIteration:
-                        return
-                else:
-                    try:
-                        waiting = coro.send(sent)
-                    except StopIteration:
-                        return
-
-    async def _finish(resume: _Resume) -> None:
-        await resume
-
-    def _start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> None:
-        # What 3.12's eager tasks do: run the coroutine at once, and make a task only if it
-        # has to wait (a connect, a full buffer): a batch of submits usually never waits,
-        # and its packets then leave in this loop iteration rather than the next.
-        try:
-            waiting = coro.send(None)
-        except StopIteration:
-            return
-        loop.create_task(_finish(_Resume(coro, waiting)))
+    _start = _start_by_hand
 
 
 class _LoopHome(_Home):
@@ -359,9 +364,19 @@ class _ThreadHome(_Home):
         return fg, bg
 
     def submit(self, result: AsyncResult[Any] | BackgroundResult, request: _Submit) -> None:
-        """Queue a submit (any thread); the loop thread sends it."""
+        """Send a submit (any thread): at once, in this thread, when it is the only call
+        in flight and no thread runs the loop (one caller doing one round trip at a time);
+        else queued for the loop, which sends what a burst of calls queued in one go (a
+        system call per call would cost the burst more than it saves)."""
         if self.closed:
             raise ClientClosed("the app's client is closed")
+        if (
+            not self.queue
+            and self.fg == 0
+            and self.bg == 0
+            and self._submit_here(result, request)
+        ):
+            return
         self.queue.append((result, request))
         if not self.scheduled:
             self.scheduled = True
@@ -370,6 +385,27 @@ class _ThreadHome(_Home):
             except RuntimeError:  # closed under us
                 self.scheduled = False
                 raise ClientClosed("the app's client is closed") from None
+
+    def _submit_here(self, result: AsyncResult[Any] | BackgroundResult, request: _Submit) -> bool:
+        """Submit in the calling thread while no thread runs the loop (False: it cannot).
+
+        Holding the loop's baton, the caller may touch the loop as its own thread would:
+        the packet leaves before ``delay()`` returns, instead of after the waiting caller
+        has entered the loop and it has taken a pass for the queued submit and another for
+        the flush, the largest part of a blocking round trip's overhead over the asyncio
+        one. Only for a lone call (see :meth:`submit`). Whatever the submit leaves
+        scheduled (a connect, a task) runs when a thread next runs the loop, as a queued
+        submit would.
+        """
+        if self.loop.is_closed():
+            return False
+        client = self.client
+
+        def submit() -> None:
+            _start_by_hand(self.loop, self._submit_batch([(result, request)]))
+            client.flush()
+
+        return self.driver.run_here(submit)
 
     def _drain(self) -> None:
         # Reset the flag before taking the queue: a call queued after this point schedules

@@ -295,6 +295,23 @@ def _id_from_unique(unique: bytes) -> str | None:
 _PENDING_TYPES = (CoroutineType, AsyncGeneratorType)
 
 
+class _Handoff:
+    """A call the loop thread waits for in place (see :meth:`_Threads.call_waiting`)."""
+
+    __slots__ = ("error", "gate", "value", "waiting")
+
+    def __init__(self) -> None:
+        self.gate = threading.Lock()
+        self.gate.acquire()
+        self.waiting = True
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+#: How long the loop thread waits in place for a lone plain task's thread (seconds).
+HANDOFF_WAIT = 0.001
+
+
 class _Threads:
     """Up to ``size`` daemon threads running plain tasks; results go back to the loop in
     batches (one wake-up of the loop per batch of finished calls, not one per call).
@@ -307,19 +324,23 @@ class _Threads:
         self.size = size
         self.loop = loop
         self._queue: queue.SimpleQueue[
-            tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]] | None
+            tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...], _Handoff | None]
+            | None
         ] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)
         self._threads: list[threading.Thread] = []
         self._done: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
         self._wakeup = False
         self._closed = False
+        self._mutex = threading.Lock()  # settles a hand-off between its two threads
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    def submit(
+        self, fn: Callable[..., Any], *args: Any, handoff: _Handoff | None = None
+    ) -> asyncio.Future[Any]:
         if self._closed:
             raise RuntimeError("the task threads have been shut down")
         fut: asyncio.Future[Any] = self.loop.create_future()
-        self._queue.put((fut, fn, args))
+        self._queue.put((fut, fn, args, handoff))
         if not self._idle.acquire(blocking=False) and len(self._threads) < self.size:
             thread = threading.Thread(
                 target=self._run, name=f"gearq-task-{len(self._threads)}", daemon=True
@@ -328,22 +349,56 @@ class _Threads:
             thread.start()
         return fut
 
+    async def call_waiting(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``await submit(fn, *args)``, for a lone job: the loop thread first blocks up to
+        HANDOFF_WAIT for the answer, which then comes straight back, without the wake-up
+        of the loop through its self-pipe and the extra passes of the loop that a future
+        set from another thread costs (tens of microseconds of a round trip). Only when
+        nothing else is in hand, so no other job waits on the loop meanwhile."""
+        handoff = _Handoff()
+        fut = self.submit(fn, *args, handoff=handoff)
+        got = handoff.gate.acquire(timeout=HANDOFF_WAIT)
+        if not got:
+            with self._mutex:
+                handoff.waiting = False
+                got = handoff.gate.acquire(blocking=False)
+        if not got:
+            return await fut  # a long task: its thread delivers through the loop
+        fut.cancel()
+        if handoff.error is not None:
+            error = handoff.error
+            handoff.error = None
+            raise error
+        return handoff.value
+
     def _run(self) -> None:
         get = self._queue.get
         done = self._done
+        mutex = self._mutex
         while True:
             item = get()
             if item is None:
                 return
-            fut, fn, args = item
+            fut, fn, args, handoff = item
             value: Any = None
             error: BaseException | None = None
             try:
                 value = fn(*args)
             except BaseException as exc:
                 error = exc
+            if handoff is not None:
+                with mutex:
+                    if handoff.waiting:
+                        handoff.value = value
+                        handoff.error = error
+                        handoff.gate.release()
+                        handoff = None
+                if handoff is None:
+                    del item, fut, value, error
+                    self._idle.release()
+                    continue
             done.append((fut, value, error))
-            del item, fut, value, error  # hold no reference while idle
+            del item, fut, value, error, handoff  # hold no reference while idle
             if not self._wakeup:
                 self._wakeup = True
                 try:
@@ -454,7 +509,10 @@ class _Served:
                 else:
                     threads = self.runner._threads
                     assert threads is not None
-                    value = await threads.submit(self._call_sync, job, call, None)
+                    if self.runner.worker.running_jobs == 1:
+                        value = await threads.call_waiting(self._call_sync, job, call, None)
+                    else:
+                        value = await threads.submit(self._call_sync, job, call, None)
                     if value.__class__ in _PENDING_TYPES:
                         value = await self._settle(job, call, None, value)
             except (Exception, SystemExit) as exc:

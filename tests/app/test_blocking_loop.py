@@ -100,3 +100,52 @@ def test_background_created_and_stream(app: App, serve: StartWorker) -> None:
     handle = echo.send("bg")
     assert handle.created(timeout=10).startswith(b"H:")
     assert list(count.delay(3).stream(timeout=10)) == [0, 1, 2]
+
+
+def test_a_call_from_an_idle_thread_leaves_before_delay_returns(
+    app: App, serve: StartWorker
+) -> None:
+    echo, _ = _tasks(app)
+    serve()
+    assert echo.delay("warm").get(timeout=10) == "warm"  # connected
+    result = echo.delay("now")
+    # Submitted and flushed in this thread: nothing waits for a pass of the loop.
+    assert result._job is not None
+    assert not any(link.wbuf for link in app._thread().client._links)
+    assert not app._thread().queue
+    assert result.get(timeout=10) == "now"
+
+
+def test_a_call_from_a_callback_of_the_loop_is_queued_and_still_runs(
+    app: App, serve: StartWorker
+) -> None:
+    echo, _ = _tasks(app)
+    serve()
+    inner: list[Any] = []
+    first = echo.delay("first")
+    first.add_done_callback(lambda _r: inner.append(echo.delay("second")))
+    assert first.get(timeout=10) == "first"
+    wait_for(lambda: bool(inner))
+    assert inner[0].get(timeout=10) == "second"
+
+
+def test_calls_made_while_another_is_in_flight_are_queued_and_sent_together(
+    app: App, serve: StartWorker
+) -> None:
+    echo, nap = _tasks(app)
+    serve()
+    assert echo.delay("warm").get(timeout=10) == "warm"
+    home = app._thread()
+    direct: list[Any] = []
+    submit_here = home._submit_here
+
+    def spy(result: Any, request: Any) -> bool:
+        direct.append(result)
+        return submit_here(result, request)
+
+    home._submit_here = spy  # type: ignore[method-assign]
+    slow = nap.delay(0.5)  # the lone call: sent at once, and in flight for a while
+    burst = [echo.delay(f"b{i}") for i in range(5)]
+    assert direct == [slow] and slow._job is not None
+    assert [r.get(timeout=10) for r in burst] == ["b0", "b1", "b2", "b3", "b4"]
+    assert slow.get(timeout=10) == 0.5

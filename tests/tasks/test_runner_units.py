@@ -109,3 +109,60 @@ def test_retry_raises_with_the_handled_exception_as_cause() -> None:
     with pytest.raises(ValueError, match="countdown"):
         ctx.retry(countdown=-1)
     assert issubclass(MaxRetriesExceeded, Exception)
+
+
+# --- the thread pool's in-place hand-off (a lone plain task) ----------------------------------
+
+
+def _threads_call(fn: Any, *args: Any) -> tuple[Any, list[str]]:
+    """``call_waiting(fn, *args)`` on a fresh pool; the outcome and how it came back."""
+    import asyncio
+
+    from gearq.tasks.runner import _Threads
+
+    async def main() -> tuple[Any, list[str]]:
+        threads = _Threads(2, asyncio.get_running_loop())
+        delivered: list[str] = []
+        deliver = threads._deliver
+
+        def spy() -> None:
+            delivered.append("loop")
+            deliver()
+
+        threads._deliver = spy  # type: ignore[method-assign]
+        try:
+            try:
+                value: Any = await threads.call_waiting(fn, *args)
+            except Exception as exc:
+                value = exc
+            await asyncio.sleep(0.05)  # a late delivery would show up here
+            return value, delivered
+        finally:
+            threads.shutdown()
+
+    return asyncio.run(main())
+
+
+def test_a_quick_call_comes_back_in_place_not_through_the_loop() -> None:
+    import threading
+
+    value, delivered = _threads_call(lambda x: (x, threading.current_thread().name), 7)
+    assert value[0] == 7 and value[1].startswith("gearq-task-")  # still ran in a pool thread
+    assert delivered == []
+
+
+def test_a_quick_call_that_raises_raises_in_place() -> None:
+    def boom() -> None:
+        raise KeyError("k")
+
+    value, delivered = _threads_call(boom)
+    assert isinstance(value, KeyError) and delivered == []
+
+
+def test_a_call_longer_than_the_wait_comes_back_through_the_loop() -> None:
+    def nap() -> str:
+        time.sleep(0.05)  # 50x the in-place wait
+        return "late"
+
+    value, delivered = _threads_call(nap)
+    assert value == "late" and delivered == ["loop"]
