@@ -1134,10 +1134,11 @@ class BackgroundResult:
         )
 
     def status(self) -> BackgroundStatus:
-        """Ask the job servers (GET_STATUS_UNIQUE) about the task, blocking."""
+        """Ask the job servers (GET_STATUS_UNIQUE) about the task, blocking (first until
+        the submit is acknowledged, if it is not yet)."""
         if self._eager:  # it ran already, here
             return BackgroundStatus(TaskState.UNKNOWN, False, False, 0, 0, 0, None)
-        self._handle_or_raise()
+        self.created()  # as astatus(): right after send() the server may not have answered
         return self._status_from(self._app._status_unique(self.unique, self.server))
 
     async def astatus(self) -> BackgroundStatus:

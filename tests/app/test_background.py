@@ -171,6 +171,18 @@ def test_background_send_status_and_get_error(app: App, serve: StartWorker) -> N
     assert handle.ready()
 
 
+def test_status_right_after_send_waits_for_the_acknowledgement(app: App) -> None:
+    @app.task
+    def idle(x: int) -> int:
+        return x
+
+    for i in range(20):  # the first status() may come before JOB_CREATED: it must wait
+        handle = idle.send(i)
+        status = handle.status()
+        assert status.state == TaskState.QUEUED, (i, status)
+        assert handle.submitted
+
+
 def test_background_survives_the_caller(app: App, serve: StartWorker) -> None:
     done = threading.Event()
 
