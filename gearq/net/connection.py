@@ -218,6 +218,15 @@ class Connection(asyncio.Protocol):
                 # A bug above us must not take the connection (and its other jobs) down.
                 log.exception("%s: error while handling %r", self.address, packet)
 
+    def heartbeat_answered(self, token: bytes) -> bool:
+        """For subclasses that decode packets their own way: True if ``token`` (an
+        ECHO_RES payload) answers this connection's heartbeat, which then counts as
+        answered; such a packet is the connection's own, not its owner's."""
+        if token == _HEARTBEAT_TOKEN:
+            self._echo_sent_at = None
+            return True
+        return False
+
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost follows
 

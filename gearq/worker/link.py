@@ -24,7 +24,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from ..net.address import ServerAddress
-from ..net.connection import _HEARTBEAT_TOKEN, Connection
+from ..net.connection import Connection
 from ..net.errors import ConnectFailed, ConnectionLost
 from ..net.recover import ServerHealth
 from ..protocol.codec import encode_request
@@ -93,13 +93,6 @@ class _Connection(Connection):
             return
         if items:
             link.receive(items)
-
-    def heartbeat_answered(self, token: bytes) -> bool:
-        """True if ``token`` is the answer to this connection's own heartbeat ECHO."""
-        if token == _HEARTBEAT_TOKEN:
-            self._echo_sent_at = None
-            return True
-        return False
 
 
 class Link:
