@@ -28,6 +28,7 @@ __all__ = [
     "error_text",
     "load_app",
     "positive_float",
+    "positive_int",
     "resolve_servers",
     "server_error",
     "to_json",
@@ -53,6 +54,17 @@ class CommandError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def positive_float(text: str) -> float:

@@ -11,30 +11,12 @@ import os
 import sys
 from pathlib import Path
 
+from ._common import positive_float, positive_int
+
 __all__ = ["register"]
 
 POOLS = ("prefork", "threads", "asyncio")
 ENV_HEALTH_FILE = "GEARQ_HEALTH_FILE"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
-    return value
 
 
 def _names(values: list[str] | None) -> list[str] | None:
@@ -112,7 +94,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(default): a thread pool for plain tasks; asyncio: every task on the event loop",
     )  # fmt: skip
     parser.add_argument(
-        "-c", "--concurrency", type=_positive_int,
+        "-c", "--concurrency", type=positive_int,
         help="tasks at once: child processes (prefork, default: CPUs), threads (default 8),"
         " or tasks on the loop (asyncio, default 100)",
     )  # fmt: skip
@@ -134,25 +116,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="one log line per task attempt: name, id, attempt, duration, outcome",
     )  # fmt: skip
     parser.add_argument(
-        "--max-tasks-per-child", type=_positive_int, metavar="N",
+        "--max-tasks-per-child", type=positive_int, metavar="N",
         help="prefork: replace a child after N tasks",
     )  # fmt: skip
     parser.add_argument(
-        "--max-stuck-threads", type=_positive_int, metavar="N",
+        "--max-stuck-threads", type=positive_int, metavar="N",
         help="threads: restart the process once N threads run on past their time limit"
         " (default: half the concurrency, at least 1)",
     )  # fmt: skip
     parser.add_argument(
-        "--shutdown-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+        "--shutdown-timeout", type=positive_float, default=30.0, metavar="SECONDS",
         help="warm stop: how long running tasks may take to finish (default 30)",
     )  # fmt: skip
     parser.add_argument(
-        "--poll-interval", type=_seconds, default=1.0, metavar="SECONDS",
+        "--poll-interval", type=positive_float, default=1.0, metavar="SECONDS",
         help="seconds between GRABs when idle; bounds how late countdown/eta jobs run"
         " (default 1)",
     )  # fmt: skip
     parser.add_argument(
-        "--connect-timeout", type=_seconds, metavar="SECONDS",
+        "--connect-timeout", type=positive_float, metavar="SECONDS",
         help="at start, how long to wait for a server to accept (default: the app's, 5)",
     )  # fmt: skip
     parser.add_argument(
@@ -160,7 +142,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"keep PATH fresh while serving (env {ENV_HEALTH_FILE}); read by --check",
     )  # fmt: skip
     parser.add_argument(
-        "--health-interval", type=_seconds, default=5.0, metavar="SECONDS",
+        "--health-interval", type=positive_float, default=5.0, metavar="SECONDS",
         help="how often the health file is rewritten (default 5)",
     )  # fmt: skip
     parser.add_argument(

@@ -30,7 +30,7 @@ from ..protocol.limits import (
     check_unique,
 )
 from ..protocol.packets import PacketType
-from .errors import ClientClosed, JobConnectionLost, NoServerAvailable, PayloadTooLarge, detail
+from .errors import ClientClosed, JobConnectionLost, NoServerAvailable, detail
 from .job import BackgroundBatch, Job, JobState, JobStatus, Priority, UniqueStatus
 from .link import FLUSH_AT, Request, ServerLink, Span
 from .many import BatchEntry, ForegroundBatch, ForegroundSpan, check_payloads, check_uniques
@@ -63,7 +63,6 @@ ClientCallback = Callable[[ServerAddress, "BaseException | None"], object]
 # connection waiting for their JOB_CREATED.
 _CHUNK_JOBS = 1024
 _WINDOW = 2048
-_ONLY_BYTES = {bytes}
 
 
 class AsyncClient:
@@ -429,47 +428,19 @@ class AsyncClient:
         if self._closed:
             raise ClientClosed("the client is closed")
         payload_list = list(payloads)
-        # Checked with map() and set(): C loops, a fraction of the cost of a Python one.
-        if payload_list and set(map(type, payload_list)) != _ONLY_BYTES:
-            for i, payload in enumerate(payload_list):
-                if payload.__class__ is not bytes:
-                    if not isinstance(payload, (bytes, bytearray, memoryview)):
-                        raise ArgumentError(
-                            f"payload must be bytes, got {type(payload).__name__}"
-                        )
-                    payload_list[i] = bytes(payload)
-        # The distinct lengths: one pass that gives the largest, and whether every packet
-        # will have the same size (which _write_span turns into a much faster encoding).
-        payload_lengths = set(map(len, payload_list))
-        limit = self.max_payload_size
-        if limit is not None and payload_list:
-            largest = max(payload_lengths)
-            if largest > limit:
-                raise PayloadTooLarge(
-                    f"a payload is {largest} bytes, the client's max_payload_size is {limit}"
-                )
+        # The distinct lengths tell whether every packet will have the same size (which
+        # _write_span turns into a much faster encoding).
+        payload_lengths = check_payloads(payload_list, self.max_payload_size)
         count = len(payload_list)
         unique_list: list[bytes]
         if uniques is None:
             unique_list = new_uniques(count)
-            unique_lengths = {32}
         else:
             given = list(uniques)
             if len(given) != count:
                 raise ArgumentError("uniques and payloads differ in length")
-            plain = count > 0 and set(map(type, given)) == _ONLY_BYTES
-            if plain:
-                unique_lengths = set(map(len, given))  # type: ignore[arg-type]
-                plain = max(unique_lengths) <= MAX_UNIQUE and 0 not in b"".join(given)  # type: ignore[arg-type]
-            if plain:
-                unique_list = given  # type: ignore[assignment]
-            else:
-                fresh = iter(new_uniques(given.count(None)))
-                unique_list = [
-                    next(fresh) if u is None else check_unique(to_bytes(u, "unique"))
-                    for u in given
-                ]
-                unique_lengths = set(map(len, unique_list))
+            unique_list = check_uniques(given, new_uniques)
+        unique_lengths = set(map(len, unique_list))
         if timeout is None:
             timeout = self.job_timeout
         elif timeout <= 0:
