@@ -302,10 +302,7 @@ class AsyncClient:
             reducer=reducer,
             resubmit_on_failure=resubmit_on_failure,
         )
-        if timeout is None:
-            timeout = self.job_timeout
-        elif timeout <= 0:
-            raise ArgumentError("timeout must be positive")
+        timeout = self._timeout(timeout)
         await self._send_job(job)
         if timeout is not None:
             job._start_timer(self._get_loop(), timeout)
@@ -336,10 +333,7 @@ class AsyncClient:
         unique_list = [None] * len(payload_list) if uniques is None else list(uniques)
         if len(unique_list) != len(payload_list):
             raise ArgumentError("uniques and payloads differ in length")
-        if timeout is None:
-            timeout = self.job_timeout
-        elif timeout <= 0:
-            raise ArgumentError("timeout must be positive")
+        timeout = self._timeout(timeout)
         fn = self._function(function)
         fn_nul, fixed = fn + NUL, len(fn) + 2
         head = SUBMIT_HEADS.get((background is True, priority))
@@ -441,10 +435,7 @@ class AsyncClient:
                 raise ArgumentError("uniques and payloads differ in length")
             unique_list = check_uniques(given, new_uniques)
         unique_lengths = set(map(len, unique_list))
-        if timeout is None:
-            timeout = self.job_timeout
-        elif timeout <= 0:
-            raise ArgumentError("timeout must be positive")
+        timeout = self._timeout(timeout)
         fn = self._function(function)
         if SUBMIT_HEADS.get((True, priority)) is None:
             raise ArgumentError(f"priority must be a Priority, got {priority!r}")
@@ -466,6 +457,14 @@ class AsyncClient:
             for i in unsent:
                 batch._fail(i, error)
         return batch
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        """A submit's client-side timeout: the given one, else the client's default."""
+        if timeout is None:
+            return self.job_timeout
+        if timeout <= 0:
+            raise ArgumentError("timeout must be positive")
+        return timeout
 
     def flush(self) -> None:
         """Send now what submits queued for the end of this loop iteration (call it from
@@ -518,10 +517,7 @@ class AsyncClient:
             if len(given) != count:
                 raise ArgumentError("uniques and payloads differ in length")
             unique_list = check_uniques(given, lambda n: [b""] * n)
-        if timeout is None:
-            timeout = self.job_timeout
-        elif timeout <= 0:
-            raise ArgumentError("timeout must be positive")
+        timeout = self._timeout(timeout)
         fn = self._function(function)
         if SUBMIT_HEADS.get((False, priority)) is None:
             raise ArgumentError(f"priority must be a Priority, got {priority!r}")
