@@ -31,8 +31,9 @@ from ..protocol.limits import (
 )
 from ..protocol.packets import PacketType
 from .errors import ClientClosed, JobConnectionLost, NoServerAvailable, detail
+from .feed import DONE, DRAIN, ROOM, Span, SpanWriter
 from .job import BackgroundBatch, Job, JobState, JobStatus, Priority, UniqueStatus
-from .link import FLUSH_AT, Request, ServerLink, Span
+from .link import FLUSH_AT, Request, ServerLink
 from .many import BatchEntry, ForegroundBatch, ForegroundSpan, check_payloads, check_uniques
 from .pool import ServerPool, Strategy, make_strategy
 from .submit import (
@@ -59,10 +60,6 @@ ClientEvent = Literal["connect", "disconnect", "error"]
 #: ``callback(server, error)``: error is None for ``connect`` and for a ``disconnect``
 #: the client asked for.
 ClientCallback = Callable[[ServerAddress, "BaseException | None"], object]
-# Jobs of a batch per chunk at most (chunks also end at FLUSH_AT bytes), and per
-# connection waiting for their JOB_CREATED.
-_CHUNK_JOBS = 1024
-_WINDOW = 2048
 
 
 class AsyncClient:
@@ -345,9 +342,13 @@ class AsyncClient:
         jobs: list[Job] = []
         packets: list[bytes | None] = []
         for payload, unique in zip(payload_list, unique_list, strict=True):
-            if payload.__class__ is bytes and (limit is None or len(payload) <= limit) and (
-                unique is None
-                or (unique.__class__ is bytes and len(unique) <= MAX_UNIQUE and 0 not in unique)
+            if (
+                payload.__class__ is bytes
+                and (limit is None or len(payload) <= limit)
+                and (
+                    unique is None
+                    or (unique.__class__ is bytes and len(unique) <= MAX_UNIQUE and 0 not in unique)
+                )
             ):
                 if unique is None:
                     unique = new_unique() if background else b""
@@ -522,9 +523,7 @@ class AsyncClient:
         if SUBMIT_HEADS.get((False, priority)) is None:
             raise ArgumentError(f"priority must be a Priority, got {priority!r}")
         resubmit = self.resubmit_on_failure if resubmit_on_failure is None else resubmit_on_failure
-        batch = ForegroundBatch(
-            self, fn, payload_list, unique_list, priority, in_flight, resubmit
-        )
+        batch = ForegroundBatch(self, fn, payload_list, unique_list, priority, in_flight, resubmit)
         await batch.run(timeout)
         return batch
 
@@ -586,66 +585,22 @@ class AsyncClient:
     async def _write_span(
         self, link: ServerLink, batch: BackgroundBatch, indices: Sequence[int], attempt: int
     ) -> Sequence[int]:
-        """Encode and queue jobs of a batch on ``link`` in chunks of about FLUSH_AT bytes,
-        one reply-queue entry per chunk; returns those not sent because the connection
-        was lost meanwhile."""
-        fn_nul = batch.function + NUL
-        fixed = len(fn_nul) + 1
-        head = SUBMIT_HEADS[True, batch.priority]
-        uniques = batch.uniques
-        payloads = batch.payloads
-        total = len(indices)
-        if not total:
-            return ()
-        # Every packet the same size (uniques of one length, payloads of one length, as
-        # with generated uniques and fixed-size payloads): one header for all, and each
-        # chunk is assembled by slice assignments, with no Python code per job.
-        size = batch._packet_size
-        uniform = size is not None
-        if size is None:
-            size = 12 + fixed + (sum(map(len, uniques)) + sum(map(len, payloads))) // len(uniques)
-        else:
-            header = head + (size - 12).to_bytes(4, "big")
-            template = [header, fn_nul, NUL, NUL, NUL]
-        # Chunks by count, sized from the (average) packet.
-        step = max(1, min(_CHUNK_JOBS, FLUSH_AT // size))
-        contiguous = indices.__class__ is range and indices.step == 1
-        start = 0
-        while start < total:
-            if link.unanswered + step > _WINDOW:
-                # A window, as pipelined loops keep: with no bound the server's buffers
-                # grow without end and both sides spend more per job.
-                await link.wait_room(_WINDOW - step, batch._is_done)
+        """Write jobs of a batch on ``link`` within its window (see :mod:`.feed`); returns
+        those not sent because the connection was lost meanwhile."""
+        writer = SpanWriter(link, batch, indices, attempt)
+        state = writer.fill(False)
+        while state != DONE:
+            if link.conn is None:
+                return writer.unsent()
+            if state == DRAIN:
+                await link.drain()
+                state = ROOM
+            else:
+                state = await link.wait_room(writer)
                 if batch.done:
                     return ()  # timed out or closed meanwhile: every job has its error
-            if link.conn is None:
-                return indices[start:]
-            chunk = indices[start : start + step]
-            count = len(chunk)
-            if contiguous:
-                a = chunk[0]
-                chunk_uniques = uniques[a : a + count]
-                chunk_payloads = payloads[a : a + count]
-            else:
-                chunk_uniques = [uniques[i] for i in chunk]
-                chunk_payloads = [payloads[i] for i in chunk]
-            if uniform:
-                parts = template * count
-                parts[2::5] = chunk_uniques
-                parts[4::5] = chunk_payloads
-            else:
-                parts = []
-                add = parts.extend
-                for unique, payload in zip(chunk_uniques, chunk_payloads, strict=True):
-                    add((head, (fixed + len(unique) + len(payload)).to_bytes(4, "big"), fn_nul,
-                         unique, NUL, payload))  # fmt: skip
-            link.pending.append(Span(batch, chunk, attempt))
-            link.unanswered += count
-            link.write(b"".join(parts))
-            start += step
-            if link.wsize >= FLUSH_AT:
-                link.flush()
-                await link.drain()
+            if state == ROOM and link.conn is not None:
+                state = writer.fill(False)
         return ()
 
     async def _send_job(
@@ -987,4 +942,3 @@ def _unique_status(server: ServerAddress, reply: tuple[bytes, ...]) -> UniqueSta
         reply[0], server, reply[1] == b"1", reply[2] == b"1",
         _int(reply[3]), _int(reply[4]), _int(reply[5]),
     )  # fmt: skip
-

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Union
 
 from ..net.address import ServerAddress
@@ -23,14 +22,16 @@ from ..net.errors import ConnectFailed, ConnectionLost
 from ..protocol.codec import encode_request
 from ..protocol.packets import Packet, PacketType
 from .errors import ClientClosed, JobException, JobFailed, QueueFull, ServerRejected
-from .job import BackgroundBatch, Job, JobState
+from .feed import ROOM, Span, SpanWriter
+from .job import Job, JobState
 from .many import BatchEntry, ForegroundBatch, ForegroundSpan
+from .submit import FLUSH_AT
 from .wire import ClientConnection
 
 if TYPE_CHECKING:
     from .client import AsyncClient
 
-__all__ = ["Request", "ServerLink", "Span"]
+__all__ = ["FLUSH_AT", "Request", "ServerLink", "Span"]
 
 log = logging.getLogger("gearq.client")
 
@@ -47,11 +48,6 @@ _REPLIES = frozenset({_T.STATUS_RES, _T.STATUS_RES_UNIQUE, _T.OPTION_RES, _T.ECH
 _TERMINAL = frozenset({_WORK_COMPLETE, _WORK_FAIL, _WORK_EXCEPTION})
 _PENDING = JobState.PENDING
 
-# Above this many buffered bytes a submit flushes at once instead of at the end of the
-# loop iteration, then lets the loop run once (so replies are read while a long burst of
-# submits is still being written, as a windowed pipeline would) and waits if the socket is
-# backed up.
-FLUSH_AT = 64 * 1024
 # A batch waiting for room in its window looks this often whether it should give up.
 _ROOM_POLL = 0.5
 
@@ -80,26 +76,6 @@ class _Group:
         self.cursor = 0
 
 
-class Span:
-    """Consecutive submits of one :class:`BackgroundBatch`, written together: one entry in
-    the reply queue for all of them. ``indices[pos]`` is the job the next reply is for."""
-
-    __slots__ = ("attempt", "batch", "count", "indices", "pos")
-
-    def __init__(self, batch: BackgroundBatch, indices: Sequence[int], attempt: int) -> None:
-        self.batch = batch
-        self.indices = indices
-        self.count = len(indices)
-        self.pos = 0
-        #: How often these jobs were submitted (above 1 after a resubmit).
-        self.attempt = attempt
-
-    def unanswered(self) -> list[int]:
-        """The jobs that got no reply yet and have not ended otherwise (timed out)."""
-        batch = self.batch
-        return [i for i in self.indices[self.pos :] if i not in batch.errors]
-
-
 _Pending = Union[Job, Request, Span, ForegroundSpan]  # noqa: UP007 (a runtime alias on 3.10)
 _Entry = Union[Job, _Group, BatchEntry]  # noqa: UP007
 
@@ -120,8 +96,7 @@ class ServerLink:
         "_loop",
         "_lost_error",
         "_open_task",
-        "_room",
-        "_room_at",
+        "_writers",
         "address",
         "client",
         "conn",
@@ -149,8 +124,8 @@ class ServerLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Jobs of batch spans sent and not answered yet (the batch window).
         self.unanswered = 0
-        self._room: asyncio.Future[None] | None = None
-        self._room_at = 0
+        #: Batches waiting for room in the window, refilled by each read.
+        self._writers: list[tuple[SpanWriter, asyncio.Future[int]]] = []
 
     # -- connecting ---------------------------------------------------------------------------
 
@@ -210,17 +185,20 @@ class ServerLink:
         self.pending.append(job)
         self.write(packet)
 
-    def send_span(self, span: ForegroundSpan, packets: bytes, in_read: bool) -> None:
-        """Queue a span's submits. ``in_read``: sent by the client when the read is
-        handled (no flush is scheduled, so no extra loop iteration either)."""
+    def send_span(self, span: ForegroundSpan | Span, packets: bytes, in_read: bool) -> bool:
+        """Queue a span's submits; returns whether they were flushed (FLUSH_AT bytes
+        queued). ``in_read``: sent while a read is handled, which flushes when it ends
+        (no flush is scheduled, so no extra loop iteration either)."""
         self.pending.append(span)
         self.wbuf.append(packets)
         self.wsize += len(packets)
         if self.wsize >= FLUSH_AT:
             self.flush()
-        elif not in_read and self._flush_handle is None:
+            return True
+        if not in_read and self._flush_handle is None:
             assert self._loop is not None
             self._flush_handle = self._loop.call_soon(self._scheduled_flush)
+        return False
 
     def send_request(
         self, ptype: PacketType, args: tuple[bytes, ...], expect: PacketType
@@ -231,24 +209,39 @@ class ServerLink:
         self.write(encode_request(ptype, *args))
         return fut
 
-    async def wait_room(self, at_most: int, give_up: Callable[[], bool]) -> None:
-        """Wait until no more than ``at_most`` batch jobs wait for their replies, the
-        connection is gone, or ``give_up()`` (checked at least every _ROOM_POLL s)."""
-        while self.unanswered > at_most and self.conn is not None and not give_up():
-            assert self._loop is not None
-            fut = self._room = self._loop.create_future()
-            self._room_at = at_most
-            timer = self._loop.call_later(_ROOM_POLL, _wake, fut)
-            try:
-                await fut
-            finally:
-                timer.cancel()
-                self._room = None
+    async def wait_room(self, writer: SpanWriter) -> int:
+        """Wait while this link's reads refill ``writer``; returns the state its last
+        fill stopped at (DONE or DRAIN), or ROOM when the connection is lost or
+        _ROOM_POLL seconds passed (so the caller can look whether to give up)."""
+        assert self._loop is not None
+        fut: asyncio.Future[int] = self._loop.create_future()
+        entry = (writer, fut)
+        self._writers.append(entry)
+        timer = self._loop.call_later(_ROOM_POLL, _set_room, fut)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+            if entry in self._writers:
+                self._writers.remove(entry)
 
-    def _wake_room(self) -> None:
-        room = self._room
-        if room is not None and not room.done():
-            room.set_result(None)
+    def _refill(self) -> None:
+        """Write the submits of waiting batches that the window has room for now."""
+        writers = self._writers
+        while writers and self.conn is not None:
+            writer, fut = writers[0]
+            state = writer.fill(True)
+            if state == ROOM:
+                break
+            writers.pop(0)
+            if not fut.done():
+                fut.set_result(state)
+
+    def _wake_writers(self) -> None:
+        writers = self._writers[:]
+        self._writers.clear()
+        for _, fut in writers:
+            _set_room(fut)
 
     def _read_end(self) -> None:
         """The packets of one read are handled: refill the ForegroundBatches they freed
@@ -256,6 +249,10 @@ class ServerLink:
         whose flush is scheduled (behind the wake-ups of single jobs that ended in this
         read, so that what their waiters submit next leaves in the same write)."""
         client = self.client
+        if self._writers:
+            self._refill()
+            if self.wbuf and self._flush_handle is None:
+                self.flush()
         if client._due:
             client._run_due()
             for link in client._links:
@@ -355,8 +352,6 @@ class ServerLink:
                     if head.pos == head.count:
                         pending.popleft()
                     self.unanswered -= take
-                    if self._room is not None and self.unanswered <= self._room_at:
-                        self._wake_room()
                     errors = batch.errors
                     if not errors and indices.__class__ is range and take:
                         first = indices[0]
@@ -545,8 +540,6 @@ class ServerLink:
             if item.pos == item.count:
                 self.pending.popleft()
             self.unanswered -= 1
-            if self._room is not None and self.unanswered <= self._room_at:
-                self._wake_room()
             item.batch._fail(index, error)
         elif isinstance(item, ForegroundSpan):
             index = item.indices[item.pos]
@@ -581,7 +574,7 @@ class ServerLink:
         self.wbuf.clear()
         self.wsize = 0
         self.unanswered = 0
-        self._wake_room()  # a batch waiting for room sees the connection gone
+        self._wake_writers()  # a batch waiting for room sees the connection gone
         error = error or self._lost_error
         self._lost_error = None
         pending = list(self.pending)
@@ -603,9 +596,9 @@ class ServerLink:
             self.conn.close()
 
 
-def _wake(fut: asyncio.Future[None]) -> None:
+def _set_room(fut: asyncio.Future[int]) -> None:
     if not fut.done():
-        fut.set_result(None)
+        fut.set_result(ROOM)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

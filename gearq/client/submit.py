@@ -22,7 +22,13 @@ from .job import Job, Priority
 if TYPE_CHECKING:
     from .client import AsyncClient
 
-__all__ = ["encode_submit", "make_job", "new_unique", "new_uniques", "to_bytes"]
+__all__ = ["FLUSH_AT", "encode_submit", "make_job", "new_unique", "new_uniques", "to_bytes"]
+
+# Above this many buffered bytes a connection's queued submits are written at once, not at
+# the end of the loop iteration, and a long burst lets the loop run (so replies are read
+# while it is still being written, as a windowed pipeline would) and waits while the
+# socket is backed up.
+FLUSH_AT = 64 * 1024
 
 _T = PacketType
 SUBMIT_TYPES: dict[tuple[bool, Priority], PacketType] = {
@@ -86,8 +92,6 @@ def _epoch(run_at: datetime | float) -> int:
     return _check_epoch(max(0, math.ceil(seconds)))
 
 
-
-
 def make_job(
     client: AsyncClient,
     fn: bytes,
@@ -107,8 +111,7 @@ def make_job(
         payload = bytes(payload)
     if max_payload_size is not None and len(payload) > max_payload_size:
         raise PayloadTooLarge(
-            f"payload is {len(payload)} bytes, the client's max_payload_size is"
-            f" {max_payload_size}"
+            f"payload is {len(payload)} bytes, the client's max_payload_size is {max_payload_size}"
         )
     if unique is None:
         unique_b = new_unique() if background else b""

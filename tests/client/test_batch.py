@@ -110,9 +110,11 @@ def test_batches_and_submits_interleave_on_one_connection(gearmand):
     async def main():
         async with AsyncClient(gearmand.address) as client:
 
+            # Each batch is larger than the connection's window, so both wait for room
+            # at once; uniques of several lengths take the non-uniform encoding.
             async def one_batch(k: int) -> BackgroundBatch:
                 return await client.submit_background_many(
-                    "batch_mix", [b"%d" % k] * 2000, uniques=[f"{k}-{i}" for i in range(2000)]
+                    "batch_mix", [b"%d" % k] * 5000, uniques=[f"{k}-{i}" for i in range(5000)]
                 )
 
             async def singles() -> list:
@@ -137,9 +139,9 @@ def test_batches_and_submits_interleave_on_one_connection(gearmand):
 
     b1, b2, jobs, statuses = run(main())
     handles = b1.handles + b2.handles + [j.handle for j in jobs]
-    assert len(set(handles)) == 4200
+    assert len(set(handles)) == 10200
     assert all(s.known for s in statuses)
-    assert totals([gearmand], "batch_mix") == [4200]
+    assert totals([gearmand], "batch_mix") == [10200]
 
 
 def test_priority_reaches_the_right_queue(gearmand):
