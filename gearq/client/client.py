@@ -211,6 +211,103 @@ class AsyncClient:
             reducer, resubmit_on_failure, self.max_payload_size,
         )  # fmt: skip
 
+    def submit_now(
+        self,
+        function: str | bytes,
+        payload: bytes = b"",
+        *,
+        background: bool = False,
+        priority: Priority = Priority.NORMAL,
+        unique: str | bytes | None = None,
+        timeout: float | None = None,
+        resubmit_on_failure: bool | None = None,
+        send: bool = False,
+    ) -> Job | None:
+        """:meth:`submit` without waiting, from the loop's thread: the Job if the submit
+        could be queued at once (a function submitted before, a bytes payload, a valid
+        unique, the chosen server's connection open), else None and nothing was done:
+        ``await submit(...)`` then connects, fails over or raises as needed.
+
+        ``send``: write the packet now if nothing else waits to be written on that
+        connection (one call in flight), instead of at the end of the loop iteration.
+        """
+        queued = self._queue_now(
+            function, payload, background, priority, unique, timeout, resubmit_on_failure, send
+        )
+        return None if queued is None else queued[0]
+
+    def _queue_now(
+        self,
+        function: str | bytes,
+        payload: bytes,
+        background: bool,
+        priority: Priority,
+        unique: str | bytes | None,
+        timeout: float | None,
+        resubmit_on_failure: bool | None,
+        send: bool,
+    ) -> tuple[Job, ServerLink] | None:
+        # The hot path of every submit: each call avoided here is a measurable part of
+        # a round trip.
+        fast = self._fast.get(function)
+        if (
+            fast is None
+            or payload.__class__ is not bytes
+            or self._closed
+            or (self.max_payload_size is not None and len(payload) > self.max_payload_size)
+        ):
+            return None
+        if unique is None:
+            unique_b = new_unique() if background else b""
+        # ``0 not in``: an int needle is ~10x faster than b"\0" for bytes.__contains__.
+        elif unique.__class__ is bytes and len(unique) <= MAX_UNIQUE and 0 not in unique:
+            unique_b = unique
+        else:
+            return None
+        head: bytes | None
+        if priority is NORMAL:  # hashing an Enum member runs Python code: avoid it
+            head = BG_HEAD if background else FG_HEAD
+        else:
+            head = SUBMIT_HEADS.get((background is True, priority))
+        if head is None:
+            return None
+        if timeout is None:
+            timeout = self.job_timeout
+        elif timeout <= 0:
+            return None
+        order = self.pool.fixed_order
+        if order is None:
+            # Asked only when its answer is used: a round-robin moves on when asked.
+            if not all(link.conn is not None for link in self._links):
+                return None
+            order = self.pool.candidates(unique_b)
+        link = self._links[order[0]] if order else None
+        if link is None or (conn := link.conn) is None:
+            return None
+        fn, fn_nul, fixed = fast
+        packet = b"".join(
+            (head, (fixed + len(unique_b) + len(payload)).to_bytes(4, "big"), fn_nul,
+             unique_b, NUL, payload)
+        )  # fmt: skip
+        if send and not link.wbuf:
+            # The packet first, the bookkeeping after: no reply is read before this
+            # returns, and the server starts on the job meanwhile.
+            try:
+                conn.send(packet)
+            except ConnectionLost:
+                return None  # nothing sent: the caller's submit routes it elsewhere
+            packet = b""
+        job = Job(
+            self, fn, payload, unique_b, background, priority, None, None,
+            self.resubmit_on_failure if resubmit_on_failure is None else resubmit_on_failure,
+        )  # fmt: skip
+        link.pending.append(job)
+        if packet:
+            link.write(packet)
+        if timeout is not None:
+            job._start_timer(self._get_loop(), timeout)
+        return job, link
+
     async def submit(
         self,
         function: str | bytes,
@@ -237,55 +334,16 @@ class AsyncClient:
         ``ArgumentError`` subclasses for values gearmand would mishandle. Errors after
         sending (QueueFull, connection lost, ...) are raised by awaiting the job.
         """
-        # The common case (a known function, bytes, no run_at/reducer) is checked inline:
-        # this is the hot path, and each call it avoids is a measurable part of a submit.
-        fast = self._fast.get(function)
-        if (
-            fast is not None
-            and payload.__class__ is bytes
-            and run_at is None
-            and reducer is None
-            and timeout is None
-            and not self._closed
-            and (self.max_payload_size is None or len(payload) <= self.max_payload_size)
-        ):
-            if unique is None:
-                unique_b = new_unique() if background else b""
-            # ``0 not in``: an int needle is ~10x faster than b"\0" for bytes.__contains__.
-            elif unique.__class__ is bytes and len(unique) <= MAX_UNIQUE and 0 not in unique:
-                unique_b = unique
-            else:
-                unique_b = check_unique(to_bytes(unique, "unique"))
-            head: bytes | None
-            if priority is NORMAL:  # hashing an Enum member runs Python code: avoid it
-                head = BG_HEAD if background else FG_HEAD
-            else:
-                head = SUBMIT_HEADS.get((background is True, priority))
-            if head is not None:
-                fn, fn_nul, fixed = fast
-                job = Job(
-                    self, fn, payload, unique_b, background, priority, None, None,
-                    self.resubmit_on_failure if resubmit_on_failure is None
-                    else resubmit_on_failure,
-                )  # fmt: skip
-                packet = b"".join(
-                    (head, (fixed + len(unique_b) + len(payload)).to_bytes(4, "big"), fn_nul,
-                     unique_b, NUL, payload)
-                )  # fmt: skip
-                order = self.pool.fixed_order or self.pool.candidates(unique_b)
-                link = self._links[order[0]] if order else None
-                if link is not None and link.conn is not None:
-                    link.pending.append(job)
-                    link.write(packet)
-                    if link.wsize >= FLUSH_AT:
-                        link.flush()
-                        await link.drain()
-                    if self.job_timeout is not None:
-                        job._start_timer(self._get_loop(), self.job_timeout)
-                    return job
-                await self._send_job(job, packet, order)
-                if self.job_timeout is not None:
-                    job._start_timer(self._get_loop(), self.job_timeout)
+        if run_at is None and reducer is None:
+            queued = self._queue_now(
+                function, payload, background, priority, unique, timeout, resubmit_on_failure,
+                False,
+            )  # fmt: skip
+            if queued is not None:
+                job, link = queued
+                if link.wsize >= FLUSH_AT:
+                    link.flush()
+                    await link.drain()
                 return job
         if self._closed:
             raise ClientClosed("the client is closed")

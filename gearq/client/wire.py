@@ -69,8 +69,7 @@ class ClientConnection(Connection):
                 return
             data = b"".join(self._parts)
             self._parts = None
-        # The generic path keeps the liveness clock (and heartbeat) up to date.
-        super().data_received(_EMPTY)
+        self._last_rx = self._loop.time()  # the liveness clock of the heartbeat
         limit = self.options.max_packet_size
         generic = super().data_received
         pos = 0

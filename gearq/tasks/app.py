@@ -402,8 +402,22 @@ class _ThreadHome(_Home):
         client = self.client
 
         def submit() -> None:
-            _start_by_hand(self.loop, self._submit_batch([(result, request)]))
-            client.flush()
+            fn, payload, bg, priority, unique, run_at, timeout = request
+            job = None
+            if run_at is None:
+                job = client.submit_now(
+                    fn, payload, background=bg, priority=priority, unique=unique,
+                    timeout=timeout, send=True,
+                )  # fmt: skip
+            if job is None:  # connect, fail over, or raise: the full path
+                _start_by_hand(self.loop, self._submit_batch([(result, request)]))
+                client.flush()
+                return
+            if bg:
+                self.bg += 1
+            else:
+                self.fg += 1
+            result._attach(job)
 
         return self.driver.run_here(submit)
 

@@ -48,7 +48,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any, Literal, Protocol
@@ -296,7 +296,7 @@ _PENDING_TYPES = (CoroutineType, AsyncGeneratorType)
 
 
 class _Handoff:
-    """A call the loop thread waits for in place (see :meth:`_Threads.call_waiting`)."""
+    """A call the loop thread waits for in place (see :meth:`_Threads.call_waiting_now`)."""
 
     __slots__ = ("error", "gate", "value", "waiting")
 
@@ -306,6 +306,14 @@ class _Handoff:
         self.waiting = True
         self.value: Any = None
         self.error: BaseException | None = None
+
+    def take(self) -> Any:
+        """The call's value, or raise its error."""
+        error = self.error
+        if error is not None:
+            self.error = None
+            raise error
+        return self.value
 
 
 #: How long the loop thread waits in place for a lone plain task's thread (seconds).
@@ -349,12 +357,15 @@ class _Threads:
             thread.start()
         return fut
 
-    async def call_waiting(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``await submit(fn, *args)``, for a lone job: the loop thread first blocks up to
-        HANDOFF_WAIT for the answer, which then comes straight back, without the wake-up
-        of the loop through its self-pipe and the extra passes of the loop that a future
-        set from another thread costs (tens of microseconds of a round trip). Only when
-        nothing else is in hand, so no other job waits on the loop meanwhile."""
+    def call_waiting_now(
+        self, fn: Callable[..., Any], *args: Any
+    ) -> tuple[_Handoff | None, asyncio.Future[Any]]:
+        """Submit ``fn(*args)`` for a lone job and block the loop's thread up to
+        HANDOFF_WAIT for the answer, which then comes straight back (``handoff.take()``),
+        without the wake-up of the loop through its self-pipe and the extra passes of the
+        loop that a future set from another thread costs (tens of microseconds of a round
+        trip). Returns (None, future) if the thread has not answered by then: await the
+        future. Only when nothing else is in hand, so no other job waits on the loop."""
         handoff = _Handoff()
         fut = self.submit(fn, *args, handoff=handoff)
         got = handoff.gate.acquire(timeout=HANDOFF_WAIT)
@@ -363,13 +374,9 @@ class _Threads:
                 handoff.waiting = False
                 got = handoff.gate.acquire(blocking=False)
         if not got:
-            return await fut  # a long task: its thread delivers through the loop
+            return None, fut  # a long task: its thread delivers through the loop
         fut.cancel()
-        if handoff.error is not None:
-            error = handoff.error
-            handoff.error = None
-            raise error
-        return handoff.value
+        return handoff, fut
 
     def _run(self) -> None:
         get = self._queue.get
@@ -479,6 +486,19 @@ class _Served:
     async def handle(self, job: Job) -> bytes | None:
         """Run the task for ``job``; the bytes returned are its WORK_COMPLETE (None: the job
         was answered already)."""
+        result = self.handle_now(job, True)
+        if result.__class__ is CoroutineType:
+            return await result  # type: ignore[no-any-return]
+        return result  # type: ignore[return-value]
+
+    def handle_now(
+        self, job: Job, counted: bool = False
+    ) -> bytes | Coroutine[Any, Any, bytes | None] | None:
+        """:meth:`handle` as an inline handler of the low-level worker: the answer if the
+        task is done at once (a plain task on the loop, or a lone one whose thread answers
+        within HANDOFF_WAIT), else a coroutine that finishes the job. Plain tasks go this
+        way, so the common job costs no asyncio Task and no extra pass of the loop.
+        ``counted``: the worker counts this job among its running ones."""
         try:
             if self.raw:
                 call = Call(None, (job.payload,), {}, serializer=RAW)
@@ -498,37 +518,83 @@ class _Served:
             return None
         attempt = call.attempt
         job.attempt = attempt
-        if self.fast:
-            try:
-                if self.on_loop:
-                    value = await self.fn(*call.args, **call.kwargs)
-                elif self.inline:
-                    value = self._call_sync(job, call, None)
-                    if value.__class__ in _PENDING_TYPES:
-                        value = await self._settle(job, call, None, value)
-                else:
-                    threads = self.runner._threads
-                    assert threads is not None
-                    if self.runner.worker.running_jobs == 1:
-                        value = await threads.call_waiting(self._call_sync, job, call, None)
-                    else:
-                        value = await threads.submit(self._call_sync, job, call, None)
-                    if value.__class__ in _PENDING_TYPES:
-                        value = await self._settle(job, call, None, value)
-            except (Exception, SystemExit) as exc:
-                delay = self._after_error(job, call, None, attempt, exc, 0.0)
-                if delay is None:
-                    return None
-                await asyncio.sleep(delay)
-                return await self._attempts(job, call, attempt + 1)
-            try:
-                data = encode_result(value, serializer=call.serializer, task_name=self.task_name)
-            except SerializationError as exc:
-                self._fail(job, call, None, attempt, exc, 0.0)
-                return None
-            self.runner.stats.succeeded += 1
-            return data
+        if not self.fast:
+            return self._attempts(job, call, attempt)
+        if self.on_loop:
+            return self._run_on_loop(job, call, attempt)
+        try:
+            if self.inline:
+                value = self._call_sync(job, call, None)
+            else:
+                threads = self.runner._threads
+                assert threads is not None
+                if self.runner.worker.running_jobs != (1 if counted else 0):
+                    return self._run_in_thread(job, call, attempt)
+                handoff, fut = threads.call_waiting_now(self._call_sync, job, call, None)
+                if handoff is None:
+                    return self._finish_thread(job, call, attempt, fut)
+                value = handoff.take()
+        except (Exception, SystemExit) as exc:
+            return self._retry_after(job, call, attempt, exc)
+        if value.__class__ in _PENDING_TYPES:
+            return self._finish_pending(job, call, attempt, value)
+        return self._encode_value(job, call, attempt, value)
+
+    def _encode_value(self, job: Job, call: Call, attempt: int, value: Any) -> bytes | None:
+        try:
+            data = encode_result(value, serializer=call.serializer, task_name=self.task_name)
+        except SerializationError as exc:
+            self._fail(job, call, None, attempt, exc, 0.0)
+            return None
+        self.runner.stats.succeeded += 1
+        return data
+
+    def _retry_after(
+        self, job: Job, call: Call, attempt: int, exc: BaseException
+    ) -> Coroutine[Any, Any, bytes | None] | None:
+        """The fast path's attempt raised: answered (None), or a retry to run."""
+        delay = self._after_error(job, call, None, attempt, exc, 0.0)
+        return None if delay is None else self._retry(job, call, attempt + 1, delay)
+
+    async def _retry(self, job: Job, call: Call, attempt: int, delay: float) -> bytes | None:
+        await asyncio.sleep(delay)
         return await self._attempts(job, call, attempt)
+
+    async def _run_on_loop(self, job: Job, call: Call, attempt: int) -> bytes | None:
+        try:
+            value = await self.fn(*call.args, **call.kwargs)
+        except (Exception, SystemExit) as exc:
+            retry = self._retry_after(job, call, attempt, exc)
+            return None if retry is None else await retry
+        return self._encode_value(job, call, attempt, value)
+
+    async def _run_in_thread(self, job: Job, call: Call, attempt: int) -> bytes | None:
+        threads = self.runner._threads
+        assert threads is not None
+        return await self._finish_thread(
+            job, call, attempt, threads.submit(self._call_sync, job, call, None)
+        )
+
+    async def _finish_thread(
+        self, job: Job, call: Call, attempt: int, fut: asyncio.Future[Any]
+    ) -> bytes | None:
+        try:
+            value = await fut
+        except (Exception, SystemExit) as exc:
+            retry = self._retry_after(job, call, attempt, exc)
+            return None if retry is None else await retry
+        if value.__class__ in _PENDING_TYPES:
+            return await self._finish_pending(job, call, attempt, value)
+        return self._encode_value(job, call, attempt, value)
+
+    async def _finish_pending(self, job: Job, call: Call, attempt: int, value: Any) -> bytes | None:
+        """A plain task returned a coroutine or an async generator: settle it here."""
+        try:
+            value = await self._settle(job, call, None, value)
+        except (Exception, SystemExit) as exc:
+            retry = self._retry_after(job, call, attempt, exc)
+            return None if retry is None else await retry
+        return self._encode_value(job, call, attempt, value)
 
     # -- the general path ------------------------------------------------------------------------
 
@@ -881,15 +947,20 @@ class TaskWorker:
             served = _Served(self, task)
             self._served[name] = served
             handler: Callable[[Job], Any] = served.handle
-            if executor is not None:
+            # Plain tasks: an inline handler that answers at once when it can (on the loop,
+            # or from a lone job's thread), else returns the coroutine that finishes it.
+            inline = executor is None and not served.on_loop
+            if inline:
+                handler = served.handle_now
+            elif executor is not None:
                 handler = functools.partial(executor.execute, task)
             for function, delayed in _functions(task, self.queues):
                 self._handlers[function] = self._handlers[delayed] = served
-                self.worker.register(function, handler)
+                self.worker.register(function, handler, inline=inline)
                 # Countdown/eta jobs of every task share one connection per server: a job
                 # not yet due makes gearmand wake the connection in vain (§0.3 of the
                 # gearmand notes), which must not slow down the tasks' own connections.
-                self.worker.register(delayed, handler, group=ETA_GROUP)
+                self.worker.register(delayed, handler, group=ETA_GROUP, inline=inline)
         self._threads: _Threads | None = None
         self._stuck = 0
         self._started = False

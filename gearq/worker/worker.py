@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any
 
 from ..net.address import ServerAddress, ServerSpec, parse_servers
@@ -249,7 +250,8 @@ class AsyncWorker:
         WORK_EXCEPTION with its type, message and traceback. ``async def`` handlers run as
         tasks on the loop; plain ones in the executor, unless ``inline`` is set: then they
         are called on the loop itself, which is fastest but only right for handlers that
-        return within microseconds and never block.
+        return within microseconds and never block (an inline handler that returns a
+        coroutine has the job go on as an async one).
 
         ``time_limit`` (seconds): a job still running after that is answered with a
         ``gearq.TimeLimitExceeded: ...`` WORK_EXCEPTION on its own connection; an async
@@ -543,6 +545,11 @@ class AsyncWorker:
                 self._free += 1
                 if self.stopping:
                     self._check_idle()
+            elif result.__class__ is CoroutineType:
+                # The handler finishes asynchronously: from here on an async job.
+                link.held[handle] = job
+                self._running += 1
+                self._start_task(job, result)
             else:
                 self._running += 1
                 self._handler_done(job, result, None)
@@ -553,11 +560,14 @@ class AsyncWorker:
             job._deadline = self.loop.time() + limit
             job._timer = self.loop.call_later(limit, self._expire, job)
         if kind == ASYNC:
-            coro = self._run_async(job, fn.handler)  # type: ignore[arg-type]
-            task = _new_task(self.loop, coro)
-            if not task.done():
-                job._task = task
-                self._tasks.add(task)
+            try:
+                awaitable = fn.handler(job)
+            except BaseException as exc:  # a callable that fails before its coroutine
+                self._handler_done(job, None, exc)
+                if not isinstance(exc, (Exception, SystemExit)):
+                    raise
+            else:
+                self._start_task(job, awaitable)  # type: ignore[arg-type]
         elif kind == INLINE:
             try:
                 result = fn.handler(job)
@@ -567,7 +577,10 @@ class AsyncWorker:
                 self._handler_done(job, None, exc)
                 raise
             else:
-                self._handler_done(job, result, None)
+                if result.__class__ is CoroutineType:
+                    self._start_task(job, result)
+                else:
+                    self._handler_done(job, result, None)
         else:
             assert self._executor is not None
             try:
@@ -575,9 +588,15 @@ class AsyncWorker:
             except RuntimeError as exc:  # the executor was shut down
                 self._handler_done(job, None, exc)
 
-    async def _run_async(self, job: Job, handler: AsyncHandler) -> None:
+    def _start_task(self, job: Job, awaitable: Awaitable[Any]) -> None:
+        task = _new_task(self.loop, self._run_async(job, awaitable))
+        if not task.done():
+            job._task = task
+            self._tasks.add(task)
+
+    async def _run_async(self, job: Job, awaitable: Awaitable[Any]) -> None:
         try:
-            result = await handler(job)
+            result = await awaitable
         except (Exception, SystemExit, asyncio.CancelledError) as exc:
             self._handler_done(job, None, exc)
         except BaseException as exc:  # KeyboardInterrupt: the operator's, it goes on up

@@ -132,7 +132,8 @@ def _threads_call(fn: Any, *args: Any) -> tuple[Any, list[str]]:
         threads._deliver = spy  # type: ignore[method-assign]
         try:
             try:
-                value: Any = await threads.call_waiting(fn, *args)
+                handoff, fut = threads.call_waiting_now(fn, *args)
+                value: Any = handoff.take() if handoff is not None else await fut
             except Exception as exc:
                 value = exc
             await asyncio.sleep(0.05)  # a late delivery would show up here

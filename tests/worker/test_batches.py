@@ -97,3 +97,58 @@ def test_the_default_worker_runs_32_async_handlers_at_once(gearmand: GearmandPro
         assert worker.stats.handler_errors == 0
 
     run(main())
+
+
+def _now_or_later(job: Job) -> object:
+    """An inline handler that answers at once, or returns a coroutine to finish later."""
+    kind = job.payload.split(b"-")[0]
+    if kind == b"now":
+        return b"now " + job.payload
+
+    async def later() -> bytes:
+        await asyncio.sleep(0.01 if kind != b"slow" else 5)
+        if kind == b"fail":
+            raise KeyError(job.payload.decode())
+        return b"later " + job.payload
+
+    return later()
+
+
+def test_an_inline_handler_may_return_a_coroutine_that_finishes_the_job(
+    gearmand: GearmandProcess,
+) -> None:
+    payloads = [[b"now", b"later", b"fail"][i % 3] + b"-%d" % i for i in range(30)]
+    payloads.append(b"slow-x")  # past the time limit: cancelled and answered with it
+
+    async def main() -> dict[bytes, object]:
+        worker = make_worker(gearmand.address)
+        worker.register("nl", _now_or_later, inline=True)  # type: ignore[arg-type]
+        worker.register("nl_limited", _now_or_later, inline=True, time_limit=0.3)  # type: ignore[arg-type]
+        async with serving(worker), raw_client(gearmand.port) as client:
+            for i, payload in enumerate(payloads):
+                function = b"nl_limited" if payload.startswith(b"slow") or i % 2 else b"nl"
+                client.writer.write(encode_request(P.SUBMIT_JOB, function, b"", payload))
+            handles: dict[bytes, bytes] = {}
+            answers: dict[bytes, object] = {}
+            while len(answers) < len(payloads):
+                packet = await client.read()
+                if packet.type is P.JOB_CREATED:
+                    handles[packet.args[0]] = payloads[len(handles)]
+                else:
+                    answers[handles[packet.args[0]]] = packet
+            assert worker.running_jobs == 0
+        return answers
+
+    answers = run(main())
+    for payload, packet in answers.items():
+        kind = payload.split(b"-")[0]
+        if kind == b"now":
+            assert packet.type is P.WORK_COMPLETE and packet.args[1] == b"now " + payload  # type: ignore[attr-defined]
+        elif kind == b"later":
+            assert packet.type is P.WORK_COMPLETE and packet.args[1] == b"later " + payload  # type: ignore[attr-defined]
+        elif kind == b"fail":
+            assert packet.type is P.WORK_EXCEPTION  # type: ignore[attr-defined]
+            assert packet.args[1].startswith(b"KeyError")  # type: ignore[attr-defined]
+        else:
+            assert packet.type is P.WORK_EXCEPTION  # type: ignore[attr-defined]
+            assert b"TimeLimitExceeded" in packet.args[1]  # type: ignore[attr-defined]
