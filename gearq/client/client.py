@@ -275,7 +275,7 @@ class AsyncClient:
             timeout = self.job_timeout
         elif timeout <= 0:
             return None
-        order = self.pool.fixed_order
+        order: Sequence[int] | None = self.pool.fixed_order
         if order is None:
             # Asked only when its answer is used: a round-robin moves on when asked.
             if not all(link.conn is not None for link in self._links):
