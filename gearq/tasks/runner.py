@@ -298,14 +298,18 @@ _PENDING_TYPES = (CoroutineType, AsyncGeneratorType)
 class _Handoff:
     """A call the loop thread waits for in place (see :meth:`_Threads.call_waiting_now`)."""
 
-    __slots__ = ("error", "gate", "value", "waiting")
+    __slots__ = ("answer", "answered", "error", "gate", "value", "waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Callable[[Any], bool] | None = None) -> None:
         self.gate = threading.Lock()
         self.gate.acquire()
         self.waiting = True
         self.value: Any = None
         self.error: BaseException | None = None
+        #: Called by the pool thread with the value while the loop's thread still waits:
+        #: True if it answered the job (so the answer did not wait for the loop to wake).
+        self.answer = answer
+        self.answered = False
 
     def take(self) -> Any:
         """The call's value, or raise its error."""
@@ -358,15 +362,16 @@ class _Threads:
         return fut
 
     def call_waiting_now(
-        self, fn: Callable[..., Any], *args: Any
+        self, fn: Callable[..., Any], *args: Any, answer: Callable[[Any], bool] | None = None
     ) -> tuple[_Handoff | None, asyncio.Future[Any]]:
         """Submit ``fn(*args)`` for a lone job and block the loop's thread up to
         HANDOFF_WAIT for the answer, which then comes straight back (``handoff.take()``),
         without the wake-up of the loop through its self-pipe and the extra passes of the
         loop that a future set from another thread costs (tens of microseconds of a round
         trip). Returns (None, future) if the thread has not answered by then: await the
-        future. Only when nothing else is in hand, so no other job waits on the loop."""
-        handoff = _Handoff()
+        future. Only when nothing else is in hand, so no other job waits on the loop.
+        ``answer(value)``: see :class:`_Handoff`."""
+        handoff = _Handoff(answer)
         fut = self.submit(fn, *args, handoff=handoff)
         got = handoff.gate.acquire(timeout=HANDOFF_WAIT)
         if not got:
@@ -398,6 +403,11 @@ class _Threads:
                     if handoff.waiting:
                         handoff.value = value
                         handoff.error = error
+                        if error is None and handoff.answer is not None:
+                            try:
+                                handoff.answered = handoff.answer(value)
+                            except Exception:  # the loop's thread answers instead
+                                log.exception("error while answering from the task thread")
                         handoff.gate.release()
                         handoff = None
                 if handoff is None:
@@ -530,15 +540,34 @@ class _Served:
                 assert threads is not None
                 if self.runner.worker.running_jobs != (1 if counted else 0):
                     return self._run_in_thread(job, call, attempt)
-                handoff, fut = threads.call_waiting_now(self._call_sync, job, call, None)
+                handoff, fut = threads.call_waiting_now(
+                    self._call_sync, job, call, None,
+                    answer=functools.partial(self._answer_from_thread, job, call),
+                )  # fmt: skip
                 if handoff is None:
                     return self._finish_thread(job, call, attempt, fut)
                 value = handoff.take()
+                if handoff.answered:
+                    return None
         except (Exception, SystemExit) as exc:
             return self._retry_after(job, call, attempt, exc)
         if value.__class__ in _PENDING_TYPES:
             return self._finish_pending(job, call, attempt, value)
         return self._encode_value(job, call, attempt, value)
+
+    def _answer_from_thread(self, job: Job, call: Call, value: Any) -> bool:
+        """In the pool thread, while the loop's thread waits for it: answer a plain value
+        at once (anything else is left to the loop's thread)."""
+        if value.__class__ in _PENDING_TYPES:
+            return False
+        try:
+            data = encode_result(value, serializer=call.serializer, task_name=self.task_name)
+        except SerializationError:
+            return False  # the loop's thread encodes again and answers with the error
+        if not job.complete_for_loop(data):
+            return False
+        self.runner.stats.succeeded += 1
+        return True
 
     def _encode_value(self, job: Job, call: Call, attempt: int, value: Any) -> bytes | None:
         try:

@@ -205,6 +205,18 @@ class Job:
         packet = _data_packet(_WORK_EXCEPTION, self.handle, _as_bytes(raw, "exception data"))
         return self._final(EXCEPTION, packet)
 
+    def complete_for_loop(self, result: bytes) -> bool:
+        """Answer WORK_COMPLETE and write it at once, for a thread that the loop's thread is
+        blocked waiting for (so that nothing else touches the connection meanwhile): the
+        answer leaves without waiting for the loop's thread to wake. False if the job was
+        already answered."""
+        if self._answer:
+            return False
+        link = self._link
+        link.complete(self, result)
+        link.flush()
+        return True
+
     # -- plumbing --------------------------------------------------------------------------
 
     def _progress(self, packet: bytes) -> bool:

@@ -114,8 +114,11 @@ def test_retry_raises_with_the_handled_exception_as_cause() -> None:
 # --- the thread pool's in-place hand-off (a lone plain task) ----------------------------------
 
 
-def _threads_call(fn: Any, *args: Any) -> tuple[Any, list[str]]:
-    """``call_waiting(fn, *args)`` on a fresh pool; the outcome and how it came back."""
+def _threads_call(
+    fn: Any, *args: Any, answer: Any = None
+) -> tuple[Any, list[str]]:
+    """``call_waiting_now(fn, *args)`` on a fresh pool; the outcome and how it came back
+    (``"answered"`` when ``answer`` took the value in the pool thread)."""
     import asyncio
 
     from gearq.tasks.runner import _Threads
@@ -132,8 +135,10 @@ def _threads_call(fn: Any, *args: Any) -> tuple[Any, list[str]]:
         threads._deliver = spy  # type: ignore[method-assign]
         try:
             try:
-                handoff, fut = threads.call_waiting_now(fn, *args)
+                handoff, fut = threads.call_waiting_now(fn, *args, answer=answer)
                 value: Any = handoff.take() if handoff is not None else await fut
+                if handoff is not None and handoff.answered:
+                    delivered.append("answered")
             except Exception as exc:
                 value = exc
             await asyncio.sleep(0.05)  # a late delivery would show up here
@@ -167,3 +172,38 @@ def test_a_call_longer_than_the_wait_comes_back_through_the_loop() -> None:
 
     value, delivered = _threads_call(nap)
     assert value == "late" and delivered == ["loop"]
+
+
+def test_a_quick_call_is_answered_from_its_thread_when_asked() -> None:
+    import threading
+
+    seen: list[tuple[Any, str]] = []
+
+    def answer(value: Any) -> bool:
+        seen.append((value, threading.current_thread().name))
+        return True
+
+    value, delivered = _threads_call(lambda: 5, answer=answer)
+    assert value == 5 and delivered == ["answered"]
+    assert seen[0][0] == 5 and seen[0][1].startswith("gearq-task-")
+
+
+def test_a_call_that_raises_or_outlasts_the_wait_is_not_answered_from_its_thread() -> None:
+    calls: list[Any] = []
+
+    def answer(value: Any) -> bool:
+        calls.append(value)
+        return True
+
+    def boom() -> None:
+        raise KeyError("k")
+
+    def nap() -> str:
+        time.sleep(0.05)
+        return "late"
+
+    value, delivered = _threads_call(boom, answer=answer)
+    assert isinstance(value, KeyError) and delivered == []
+    value, delivered = _threads_call(nap, answer=answer)
+    assert value == "late" and delivered == ["loop"]
+    assert calls == []
