@@ -409,11 +409,13 @@ class Job:
         if self._listeners is not None:
             self._emit("status", (numerator, denominator))
 
-    def _complete(self, result: bytes) -> None:
+    def _complete(self, result: bytes) -> bool:
+        """WORK_COMPLETE; True if that woke a coroutine (which runs in the loop's next pass)."""
         if self.state is not _CREATED:
-            return
+            return False
         self._result = result
         self.state = _COMPLETE
+        woke = self._done_waiters is not None or self._waiters is not None
         if self._timer is None and self._waiters is None and self._done_callbacks is None:
             # _done() inlined: the usual case is one ``await job`` and nothing else.
             waiters = self._done_waiters
@@ -426,6 +428,7 @@ class Job:
             self._done()
         if self._listeners is not None:
             self._emit("complete", result)
+        return woke
 
     def _finish(self, state: JobState, error: BaseException, event: str, value: object) -> None:
         """End the job with an error (fail, exception, timeout, rejected, lost, closed)."""

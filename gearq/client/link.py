@@ -415,7 +415,8 @@ class ServerLink:
         if entry is None:
             return  # finished, timed out, or never ours: ignore
         if entry.__class__ is Job:
-            entry._complete(result)
+            if not entry._complete(result):
+                return  # nobody wakes up to submit more: no flush to line up
         elif entry.__class__ is tuple:
             entry[0]._complete(entry[1], result)  # refilled and flushed by _read_end
             return

@@ -303,9 +303,10 @@ class DrivenLoop:
             raise concurrent.futures.TimeoutError
         return fut.result()
 
-    def run_here(self, fn: Callable[[], object]) -> bool:
+    def run_here(self, fn: Callable[[], _T | None]) -> _T | None:
         """Call ``fn`` in this thread as if it were the loop's own, when no thread runs the
-        loop and no loop runs in this thread; return False (``fn`` not called) otherwise.
+        loop and no loop runs in this thread, and return what it returns; None (``fn``
+        not called) otherwise.
 
         For a caller about to wait on what ``fn`` starts: the loop is set as this thread's
         running loop while ``fn`` runs (so it may create tasks and write to transports),
@@ -313,20 +314,19 @@ class DrivenLoop:
         loop passes a scheduled ``fn`` would cost before its first packet leaves.
         """
         if asyncio._get_running_loop() is not None:
-            return False
+            return None
         if not self._baton.acquire(blocking=False):
-            return False
+            return None
         try:
             if self.loop.is_closed():
-                return False
+                return None
             # Documented for event-loop implementers; the baton makes this thread the
             # loop's only user until it is released.
             asyncio.events._set_running_loop(self.loop)
             try:
-                fn()
+                return fn()
             finally:
                 asyncio.events._set_running_loop(None)
-            return True
         finally:
             self._release()
 

@@ -401,7 +401,7 @@ class _ThreadHome(_Home):
             return False
         client = self.client
 
-        def submit() -> None:
+        def submit() -> bool:
             fn, payload, bg, priority, unique, run_at, timeout = request
             job = None
             if run_at is None:
@@ -412,14 +412,40 @@ class _ThreadHome(_Home):
             if job is None:  # connect, fail over, or raise: the full path
                 _start_by_hand(self.loop, self._submit_batch([(result, request)]))
                 client.flush()
-                return
+                return True
             if bg:
                 self.bg += 1
             else:
                 self.fg += 1
             result._attach(job)
+            return True
 
-        return self.driver.run_here(submit)
+        return self.driver.run_here(submit) is not None
+
+    def call_lone(
+        self, make_result: Callable[[str, bool], AsyncResult[R]], task_id: str, request: _Submit
+    ) -> AsyncResult[R] | None:
+        """A lone foreground call (nothing else in flight) sent from this thread at once,
+        its result made once the packet has left (so the server starts meanwhile); None
+        if this call does not qualify (:meth:`submit` then takes it)."""
+        if self.closed or self.queue or self.fg or self.bg or request[2] or request[5]:
+            return None
+        client = self.client
+
+        def send() -> AsyncResult[R] | None:
+            fn, payload, _, priority, unique, _, timeout = request
+            job = client.submit_now(
+                fn, payload, priority=priority, unique=unique, timeout=timeout, send=True
+            )
+            if job is None:
+                return None
+            result = make_result(task_id, True)
+            result._home = self.fg_view
+            self.fg += 1
+            result._attach(job)
+            return result
+
+        return self.driver.run_here(send)
 
     def _drain(self) -> None:
         # Reset the flag before taking the queue: a call queued after this point schedules
@@ -813,6 +839,17 @@ class App:
             return self._thread().client
 
     # -- submitting (used by Task) ----------------------------------------------------------
+
+    def _call_blocking(
+        self, make_result: Callable[[str, bool], AsyncResult[R]], task_id: str, request: _Submit
+    ) -> AsyncResult[R]:
+        """A blocking foreground call: sent at once if it is the only one in flight."""
+        home = self._thread()
+        result = home.call_lone(make_result, task_id, request)
+        if result is None:
+            result = make_result(task_id, True)
+            self._submit_blocking(result, request)
+        return result
 
     def _submit_blocking(
         self, result: AsyncResult[Any] | BackgroundResult, request: _Submit

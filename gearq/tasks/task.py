@@ -276,13 +276,11 @@ class Task(Generic[P, R]):
         unique = None if spec is None else self._unique(spec, args, kwargs, False, task_id)
         if conf.require_worker:
             app._check_worker(self.name, self.function_name)
-        result = self._result(task_id, True)
-        app._submit_blocking(
-            result,
+        return app._call_blocking(
+            self._result, task_id,
             (self.function_name, payload, False, options.priority, unique, None,
              conf.default_timeout),
         )  # fmt: skip
-        return result
 
     def send(self, *args: P.args, **kwargs: P.kwargs) -> BackgroundResult:
         """Submit the task as a durable background job: fire and forget.
