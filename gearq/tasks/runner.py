@@ -339,7 +339,9 @@ class _Threads:
             tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...], _Handoff | None]
             | None
         ] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
+        # One token per idle thread (deque append/pop are atomic, and cost a fraction of
+        # a Semaphore's Python-level lock and condition).
+        self._idle: deque[None] = deque()
         self._threads: list[threading.Thread] = []
         self._done: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
         self._wakeup = False
@@ -352,13 +354,18 @@ class _Threads:
         if self._closed:
             raise RuntimeError("the task threads have been shut down")
         fut: asyncio.Future[Any] = self.loop.create_future()
+        try:
+            self._idle.pop()
+        except IndexError:
+            if len(self._threads) < self.size:
+                thread = threading.Thread(
+                    target=self._run, name=f"gearq-task-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        # Last: a caller that then blocks (call_waiting_now) has let go of the GIL by the
+        # time the woken thread wants it.
         self._queue.put((fut, fn, args, handoff))
-        if not self._idle.acquire(blocking=False) and len(self._threads) < self.size:
-            thread = threading.Thread(
-                target=self._run, name=f"gearq-task-{len(self._threads)}", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
         return fut
 
     def call_waiting_now(
@@ -412,7 +419,7 @@ class _Threads:
                         handoff = None
                 if handoff is None:
                     del item, fut, value, error
-                    self._idle.release()
+                    self._idle.append(None)
                     continue
             done.append((fut, value, error))
             del item, fut, value, error, handoff  # hold no reference while idle
@@ -422,7 +429,7 @@ class _Threads:
                     self.loop.call_soon_threadsafe(self._deliver)
                 except RuntimeError:  # the loop is closed: the worker has gone
                     return
-            self._idle.release()
+            self._idle.append(None)
 
     def _deliver(self) -> None:
         self._wakeup = False
