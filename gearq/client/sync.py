@@ -54,6 +54,23 @@ _ABANDONED: list[object] = []
 # The DrivenLoop of each loop it owns, by id(loop) (dropped when the loop is closed).
 _DRIVERS: dict[int, DrivenLoop] = {}
 
+# This process's pid, kept up to date in forked children: os.getpid() is a system call,
+# and the blocking calls check for a fork on every call.
+_PID = [os.getpid()]
+
+
+def _forked() -> None:
+    _PID[0] = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
+def current_pid() -> int:
+    """``os.getpid()``, without the system call."""
+    return _PID[0]
+
 
 def driver_of(loop: asyncio.AbstractEventLoop | None) -> DrivenLoop | None:
     """The :class:`DrivenLoop` that runs ``loop``, if any."""
@@ -182,7 +199,7 @@ class DrivenLoop:
         in this thread while nobody else does; False after ``timeout`` seconds."""
         if done():
             return True
-        if os.getpid() != self.pid:
+        if _PID[0] != self.pid:
             raise GearqError("this belongs to the parent process; submit it again here")
         if self.in_loop():
             raise RuntimeError("a blocking gearq call from its own event loop would deadlock")

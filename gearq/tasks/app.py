@@ -70,7 +70,7 @@ from ..client.client import AsyncClient
 from ..client.errors import ClientClosed
 from ..client.job import Priority
 from ..client.pool import Strategy, make_strategy
-from ..client.sync import DrivenLoop
+from ..client.sync import DrivenLoop, current_pid
 from ..net.address import ServerAddress, ServerSpec, parse_servers
 from ..net.connection import ConnectionOptions
 from ..net.recover import RecoverPolicy
@@ -796,7 +796,7 @@ class App:
 
     def _thread(self) -> _ThreadHome:
         home = self._thread_home
-        if home is not None and home.pid == os.getpid() and not home.closed:
+        if home is not None and home.pid == current_pid() and not home.closed:
             return home
         with self._lock:
             home = self._thread_home

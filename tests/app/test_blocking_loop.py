@@ -149,3 +149,37 @@ def test_calls_made_while_another_is_in_flight_are_queued_and_sent_together(
     assert direct == [slow] and slow._job is not None
     assert [r.get(timeout=10) for r in burst] == ["b0", "b1", "b2", "b3", "b4"]
     assert slow.get(timeout=10) == 0.5
+
+
+def test_a_forked_child_calls_tasks_on_its_own_loop_and_connection(
+    app: App, serve: StartWorker
+) -> None:
+    import os
+    import warnings
+
+    echo, _ = _tasks(app)
+    serve()
+    assert echo.delay("parent").get(timeout=10) == "parent"
+    parent_loop = app._thread().loop
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: report and leave without running any cleanup
+        status = b"fail"
+        try:
+            os.close(read_fd)
+            value = echo.delay("child").get(timeout=10)
+            if value == "child" and app._thread().loop is not parent_loop:
+                status = b"ok"
+        except BaseException as exc:
+            status = repr(exc).encode()
+        finally:
+            os.write(write_fd, status)
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        child_status = pipe.read()
+    os.waitpid(pid, 0)
+    assert child_status == b"ok"
+    assert echo.delay("parent again").get(timeout=10) == "parent again"
