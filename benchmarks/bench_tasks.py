@@ -20,11 +20,14 @@ result) per caller and round, beside the raw client with the raw worker keeping 
 outstanding (``raw-1``): ``gearq`` is ``echo.delay(p).get()`` from the main thread (which
 runs the app's event loop itself while it waits), ``gearq-async`` is
 ``await (await echo.adelay(p))`` on an event loop of the main thread; both served by a
-TaskWorker with its defaults (``app.worker()``: ``pool="threads"``, 8 slots) unless
-``--latency-pool inline`` (the throughput worker's pool) is given. All three share one
-gearmand per round (the raw worker and the TaskWorker serve different functions) and take
-turns in blocks of ``--latency-block`` round trips, so that they see the same background
-load; p50 and p99 in microseconds are medians over rounds.
+TaskWorker with its defaults (``app.worker()``: 8 slots), once with ``pool="threads"``
+(the default: a plain task runs in a pool thread) and once with ``pool="inline"`` (the
+task runs on the worker's loop, as the raw worker runs its echo); ``--latency-pools``
+picks. All three callers share one gearmand per round and pool (the raw worker and the
+TaskWorker serve different functions) and take turns in blocks of ``--latency-block``
+round trips, so that they see the same background load; p50 and p99 in microseconds are
+medians over rounds, and the ratios are printed both as the ratio of those medians and
+as the median of each round's ratio.
 
 CPU columns: microseconds of CPU per task of the client process, the worker process and
 gearmand (from /proc). Targets (issue 5): gearq >= 8x pygearman and >= 0.4x raw-8;
@@ -34,7 +37,7 @@ gearq p50 <= 1.3x the raw 1-GRAB loop's.
     python -m benchmarks.bench_tasks --quick         # 1 round, 5,000 tasks
     python -m benchmarks.bench_tasks --flags="-t 1" --systems gearq,raw-8
     python -m benchmarks.bench_tasks --systems= --rounds 5   # latency only
-    python -m benchmarks.bench_tasks --systems= --latency-pool inline
+    python -m benchmarks.bench_tasks --systems= --latency-pools threads
 """
 
 from __future__ import annotations
@@ -385,8 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="gearq worker slots")
     parser.add_argument("--pool", default="inline", choices=["inline", "threads"])
     parser.add_argument(
-        "--latency-pool", default="threads", choices=["inline", "threads"],
-        help="the latency worker's pool (default: the TaskWorker's own, threads)",
+        "--latency-pools", default="threads,inline",
+        help="the latency worker's pools, each measured in every round (default: the"
+        " TaskWorker's own, threads, then inline, which runs the task on the worker's"
+        " loop as the raw worker does)",
     )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--flags", default="", help="extra gearmand flags, e.g. '-t 1'")
@@ -401,6 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.tasks, args.rounds, args.latency_tasks = 5000, 1, 1000
     args.flags = shlex.split(args.flags)
+    pools = [p.strip() for p in args.latency_pools.split(",") if p.strip()]
+    if any(p not in ("inline", "threads") for p in pools):
+        parser.error("--latency-pools: a list of 'threads' and 'inline'")
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if "pygearman" in systems:
         try:
@@ -419,13 +427,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" pool={args.pool}, rounds {args.rounds}"
     )
     rows: dict[str, list[Row]] = {s: [] for s in systems}
-    lat: dict[str, list[tuple[float, float]]] = {s: [] for s in LATENCY_SYSTEMS}
+    lat: dict[str, dict[str, list[tuple[float, float]]]] = {
+        pool: {s: [] for s in LATENCY_SYSTEMS} for pool in pools
+    }
     for _ in range(args.rounds):
         for system in systems:
             rows[system].append(throughput(system, args))
         if args.latency_tasks > 0:
-            for system, percentiles in latency(args).items():
-                lat[system].append(percentiles)
+            for pool in pools:
+                args.latency_pool = pool
+                for system, percentiles in latency(args).items():
+                    lat[pool][system].append(percentiles)
 
     def med(values: list[float]) -> float:
         return statistics.median(values)
@@ -445,19 +457,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{system:<12} {row.rate:>9,.0f} {row.client_us:>10.1f} {row.worker_us:>10.1f}"
             f" {row.server_us:>12.1f}"
         )
-    print()
     if args.latency_tasks > 0:
+        print()
         print(
             f"single round trips: {args.latency_tasks} per caller and round, in turns of"
-            f" {args.latency_block}; medians over rounds of each round's p50 / p99;"
-            f" gearq worker: TaskWorker defaults, pool={args.latency_pool}"
+            f" {args.latency_block}; medians over rounds of each round's p50 / p99"
         )
-    for system, samples in lat.items():
-        if not samples:
+    for pool, by_system in lat.items():
+        if not by_system["raw-1"]:
             continue
-        p50 = med([s[0] for s in samples])
-        p99 = med([s[1] for s in samples])
-        print(f"round trip {system:<12} p50 {p50:7.0f} µs   p99 {p99:7.0f} µs")
+        print(f"gearq worker: TaskWorker defaults, pool={pool}")
+        for system, samples in by_system.items():
+            p50 = med([s[0] for s in samples])
+            p99 = med([s[1] for s in samples])
+            print(f"  round trip {system:<12} p50 {p50:7.0f} µs   p99 {p99:7.0f} µs")
     print()
     gearq = medians.get("gearq")
     if gearq is not None:
@@ -467,15 +480,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "raw-8" in medians:
             ratio = gearq.rate / medians["raw-8"].rate
             print(f"gearq / raw-8:     {ratio:.2f}x (target >= 0.4x)")
-    if lat["raw-1"]:
-        p50_raw = med([s[0] for s in lat["raw-1"]])
-        p99_raw = med([s[1] for s in lat["raw-1"]])
+    for pool, by_system in lat.items():
+        raw = by_system["raw-1"]
+        if not raw:
+            continue
         for system in ("gearq", "gearq-async"):
-            p50 = med([s[0] for s in lat[system]])
-            p99 = med([s[1] for s in lat[system]])
+            ours = by_system[system]
+            p50 = med([s[0] for s in ours]) / med([s[0] for s in raw])
+            p99 = med([s[1] for s in ours]) / med([s[1] for s in raw])
+            paired = med([a[0] / b[0] for a, b in zip(ours, raw, strict=True)])
             print(
-                f"{system} / raw-1: p50 {p50 / p50_raw:.2f}x (target <= 1.3x),"
-                f" p99 {p99 / p99_raw:.2f}x"
+                f"pool={pool:<7} {system} / raw-1: p50 {p50:.2f}x (target <= 1.3x; median"
+                f" of per-round ratios {paired:.2f}x), p99 {p99:.2f}x"
             )
     return 0
 
