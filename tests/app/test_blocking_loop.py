@@ -154,32 +154,17 @@ def test_calls_made_while_another_is_in_flight_are_queued_and_sent_together(
 def test_a_forked_child_calls_tasks_on_its_own_loop_and_connection(
     app: App, serve: StartWorker
 ) -> None:
-    import os
-    import warnings
+    from tests.support.fork import in_forked_child
 
     echo, _ = _tasks(app)
     serve()
     assert echo.delay("parent").get(timeout=10) == "parent"
     parent_loop = app._thread().loop
-    read_fd, write_fd = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
-        pid = os.fork()
-    if pid == 0:  # the child: report and leave without running any cleanup
-        status = b"fail"
-        try:
-            os.close(read_fd)
-            value = echo.delay("child").get(timeout=10)
-            if value == "child" and app._thread().loop is not parent_loop:
-                status = b"ok"
-        except BaseException as exc:
-            status = repr(exc).encode()
-        finally:
-            os.write(write_fd, status)
-            os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        child_status = pipe.read()
-    os.waitpid(pid, 0)
-    assert child_status == b"ok"
+
+    def child() -> bool:
+        return echo.delay("child").get(timeout=10) == "child" and (
+            app._thread().loop is not parent_loop
+        )
+
+    assert in_forked_child(child) == b"ok"
     assert echo.delay("parent again").get(timeout=10) == "parent again"

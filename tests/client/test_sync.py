@@ -7,12 +7,12 @@ import os
 import signal
 import threading
 import time
-import warnings
 
 import pytest
 
 from gearq.client import AdminClient, Client, JobException, JobState, JobTimeout, SyncJob
 from gearq.protocol.errors import GearqError
+from tests.support.fork import in_forked_child
 
 from .helpers import script, wait_until
 
@@ -85,30 +85,15 @@ def test_client_after_fork_uses_its_own_connection(gearmand, workers):
     workers(gearmand, "echo")
     with Client(gearmand.address) as client:
         assert client.submit("echo", b"parent").result(10) == b"parent"
-        read_fd, write_fd = os.pipe()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
-            pid = os.fork()
-        if pid == 0:  # the child: report and leave without running any cleanup
-            status = b"fail"
-            try:
-                os.close(read_fd)
-                result = client.submit("echo", b"child").result(10)
-                with AdminClient(gearmand.address) as admin:
-                    rows = next(iter(admin.workers().values())).result()
-                ids = {row.client_id for row in rows}
-                if result == b"child" and f"gearq-client-{os.getpid()}" in ids:
-                    status = b"ok"
-            except BaseException as exc:
-                status = repr(exc).encode()
-            finally:
-                os.write(write_fd, status)
-                os._exit(0)
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as pipe:
-            child_status = pipe.read()
-        os.waitpid(pid, 0)
-        assert child_status == b"ok"
+
+        def child() -> bool:
+            result = client.submit("echo", b"child").result(10)
+            with AdminClient(gearmand.address) as admin:
+                rows = next(iter(admin.workers().values())).result()
+            ids = {row.client_id for row in rows}
+            return result == b"child" and f"gearq-client-{os.getpid()}" in ids
+
+        assert in_forked_child(child) == b"ok"
         # The parent's connection was not disturbed by the child.
         assert client.submit("echo", b"parent again").result(10) == b"parent again"
 
@@ -221,26 +206,15 @@ def test_a_parent_job_cannot_be_waited_for_in_the_child(gearmand, workers):
     workers(gearmand, "slow")
     with Client(gearmand.address) as client:
         job = client.submit("slow", script(["sleep", 0.5], ["complete", "p"]))
-        read_fd, write_fd = os.pipe()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:
-            status = b"fail"
+
+        def child() -> bool:
             try:
-                os.close(read_fd)
                 job.result(0.2)
             except GearqError as exc:
-                status = b"ok" if "parent" in str(exc) else repr(exc).encode()
-            except BaseException as exc:
-                status = repr(exc).encode()
-            finally:
-                os.write(write_fd, status)
-                os._exit(0)
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as pipe:
-            child_status = pipe.read()
-        os.waitpid(pid, 0)
+                return "parent" in str(exc)
+            return False
+
+        child_status = in_forked_child(child)
         assert child_status == b"ok"
         assert job.result(10) == b"p"
 
