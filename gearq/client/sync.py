@@ -409,7 +409,7 @@ class SyncJob:
         # Built in the loop, so the callbacks cannot miss an event.
         self._job = job
         self._runner = runner
-        self._pid = os.getpid()
+        self._pid = _PID[0]
         job.add_done_callback(self._changed)
         if job.state is JobState.PENDING:
             job.on("created", self._changed)
@@ -486,7 +486,7 @@ class SyncJob:
         return self._job.attempts
 
     def _check_pid(self) -> None:
-        if os.getpid() != self._pid:
+        if _PID[0] != self._pid:
             raise GearqError("this job belongs to the parent process; submit it again here")
 
     def result(self, timeout: float | None = None) -> bytes:
@@ -579,7 +579,7 @@ class Client:
         self._closed = False
 
     def _ensure(self) -> tuple[DrivenLoop, AsyncClient]:
-        if self._pid != os.getpid():
+        if self._pid != _PID[0]:
             self._after_fork()
         runner, client = self._runner, self._client
         if runner is not None and client is not None:
@@ -636,6 +636,20 @@ class Client:
     ) -> SyncJob:
         """See :meth:`AsyncClient.submit`; ``job.result(timeout)`` blocks for the result."""
         runner, client = self._ensure()
+        if run_at is None and reducer is None:
+            # Sent from this thread at once when nobody else runs the loop (one caller,
+            # one job at a time): no hand-off to the loop, no wake-up through its pipe.
+            def now() -> SyncJob | None:
+                job = client.submit_now(
+                    function, payload, background=background, priority=priority,
+                    unique=unique, timeout=timeout, resubmit_on_failure=resubmit_on_failure,
+                    send=True,
+                )  # fmt: skip
+                return None if job is None else SyncJob(job, runner)
+
+            sync_job = runner.run_here(now)
+            if sync_job is not None:
+                return sync_job
 
         async def submit() -> SyncJob:
             job = await client.submit(

@@ -508,16 +508,28 @@ class Task(Generic[P, R]):
         home = app._last_home
         if home is None or home.loop is not _get_running_loop():
             home = app._home()
+        # A lone call (nothing else of this app in flight on this loop) is written at
+        # once, not at the end of the loop's pass; calls made together still leave in
+        # one write.
+        lone = home.fg == 0 and home.bg == 0
         home.fg += 1
         result._home = home.fg_view
-        try:
-            job = await home.client.submit(
+        client = home.client
+        job = None
+        if lone:
+            job = client.submit_now(
                 self.function_name, payload, priority=options.priority, unique=unique,
-                timeout=conf.default_timeout,
+                timeout=conf.default_timeout, send=True,
             )  # fmt: skip
-        except BaseException as exc:
-            result._fail(exc)
-            raise
+        if job is None:
+            try:
+                job = await client.submit(
+                    self.function_name, payload, priority=options.priority, unique=unique,
+                    timeout=conf.default_timeout,
+                )  # fmt: skip
+            except BaseException as exc:
+                result._fail(exc)
+                raise
         result._attach(job)
         return result
 
