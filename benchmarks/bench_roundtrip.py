@@ -21,6 +21,7 @@ both over raw's.
 
     python -m benchmarks.bench_roundtrip
     python -m benchmarks.bench_roundtrip --clients raw,task --rounds 5
+    python -m benchmarks.bench_roundtrip --job-us 200   # the result comes 200 µs later
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _res(ptype: int, body: bytes) -> bytes:
     return b"\0RES" + struct.pack(">II", ptype, len(body)) + body
 
 
-def _serve_one(conn: socket.socket, reply: bytes) -> None:
+def _serve_one(conn: socket.socket, reply: bytes, delay: float) -> None:
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buf = b""
     count = 0
@@ -82,6 +83,8 @@ def _serve_one(conn: socket.socket, reply: bytes) -> None:
                 # JOB_CREATED first, on its own, as gearmand sends it before the job runs.
                 out.append(_res(8, handle))
                 conn.sendall(b"".join(out))
+                if delay:
+                    time.sleep(delay)  # a job that takes this long, as seen by the client
                 out = [_res(13, handle + b"\0" + result)]
             elif ptype == 26:  # OPTION_REQ
                 out.append(_res(27, body))
@@ -91,7 +94,7 @@ def _serve_one(conn: socket.socket, reply: bytes) -> None:
             conn.sendall(b"".join(out))
 
 
-def serve() -> None:
+def serve(delay: float) -> None:
     from gearq.tasks.envelope import encode_result
 
     reply = encode_result(PAYLOAD)
@@ -102,7 +105,7 @@ def serve() -> None:
     print(f"ready {listener.getsockname()[1]}", flush=True)
     while True:
         conn, _ = listener.accept()
-        threading.Thread(target=_serve_one, args=(conn, reply), daemon=True).start()
+        threading.Thread(target=_serve_one, args=(conn, reply, delay), daemon=True).start()
 
 
 # -- clients: each returns block(n) -> list of seconds, and close() ---------------------------
@@ -226,9 +229,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--block", type=int, default=200, help="round trips per turn")
     parser.add_argument("--turns", type=int, default=10, help="turns per client and round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--job-us", type=float, default=0.0, help="µs between JOB_CREATED and WORK_COMPLETE"
+        " (default 0: both at once)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.serve:
-        serve()
+        serve(args.job_us / 1e6)
         return 0
     names = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = [n for n in names if n not in _MAKERS]
@@ -236,10 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown clients {unknown}; choose from {', '.join(CLIENTS)}")
     if "raw" not in names:
         names.insert(0, "raw")
-    server = ReadyProcess.module("benchmarks.bench_roundtrip", "--serve")
+    server = ReadyProcess.module(
+        "benchmarks.bench_roundtrip", "--serve", "--job-us", str(args.job_us)
+    )
     port = int(server.info)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; a stand-in server that")
-    print("answers every submit at once; payload 100 bytes;")
+    print(f"answers every submit at once (the result {args.job_us:g} µs after JOB_CREATED);")
+    print("payload 100 bytes;")
     print(f"{args.rounds} rounds of {args.turns} turns of {args.block} round trips per client")
     p50s: dict[str, list[float]] = {n: [] for n in names}
     cpus: dict[str, list[float]] = {n: [] for n in names}
