@@ -201,9 +201,11 @@ class DrivenLoop:
             return True
         if _PID[0] != self.pid:
             raise GearqError("this belongs to the parent process; submit it again here")
-        if self.in_loop():
+        # (One lookup: on 3.11 each costs a getpid() system call.)
+        running = asyncio._get_running_loop()
+        if running is self.loop:
             raise RuntimeError("a blocking gearq call from its own event loop would deadlock")
-        can_run = asyncio._get_running_loop() is None
+        can_run = running is None
         deadline = None if timeout is None else time.monotonic() + timeout
         baton = self._baton
         while True:
