@@ -411,9 +411,12 @@ class Link:
         else:  # unasked for: run it all the same, on a slot of its own
             self.worker._free -= 1
         self._streak = 0
-        sparse = self._woken_by_noop and self._quiet
+        woken = self._woken_by_noop
+        sparse = woken and self._quiet
         self._woken_by_noop = False  # this wake found work
-        if self.limit < self.window:
+        if self.limit < self.window and not woken:
+            # (Not for the first job of a wake: one GRAB after it, as before it, until a
+            # second job shows that more are coming.)
             self.limit += 1
         if self.state is DRAINED:
             self.state = ACTIVE  # a job came after a NO_JOB: more may follow
