@@ -504,9 +504,9 @@ class _Served:
         """Run the task for ``job``; the bytes returned are its WORK_COMPLETE (None: the job
         was answered already)."""
         result = self.handle_now(job, True)
-        if result.__class__ is CoroutineType:
-            return await result  # type: ignore[no-any-return]
-        return result  # type: ignore[return-value]
+        if result is None or isinstance(result, bytes):
+            return result
+        return await result
 
     def handle_now(
         self, job: Job, counted: bool = False
