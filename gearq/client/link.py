@@ -230,6 +230,10 @@ class ServerLink:
         writers = self._writers
         while writers and self.conn is not None:
             writer, fut = writers[0]
+            if writer.batch.done:  # timed out or closed: nothing more of it is sent
+                writers.pop(0)
+                _set_room(fut)
+                continue
             state = writer.fill(True)
             if state == ROOM:
                 break

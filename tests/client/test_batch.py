@@ -428,3 +428,30 @@ def test_a_batch_larger_than_the_window_on_a_frozen_server_times_out(gearmand):
     assert returned_after < 5
     assert len(batch.errors) == 6000
     assert all(isinstance(e, JobTimeout) for e in batch.errors.values())
+
+
+def test_a_batch_that_timed_out_waiting_for_room_sends_nothing_more(gearmand):
+    """Its jobs were told they timed out: once the server answers again, the room it makes
+    must not carry more of that batch's submits to it."""
+    with FaultProxy(gearmand.host, gearmand.port) as proxy:
+
+        async def main():
+            async with AsyncClient(proxy.address, heartbeat_interval=None) as client:
+                assert await client.echo(b"up") == b"up"
+                proxy.freeze()
+                sending = asyncio.ensure_future(
+                    client.submit_background_many("batch_late", [b"x"] * 6000, timeout=0.3)
+                )
+                await asyncio.sleep(0.35)  # timed out, and still waiting for room
+                proxy.thaw()  # the sent jobs are acknowledged now, making room
+                batch = await sending
+                await batch.wait(timeout=5)
+                assert await client.echo(b"after") == b"after"
+                await asyncio.sleep(0.2)
+                return batch
+
+        batch = run(main())
+        queued = totals([gearmand], "batch_late")[0]
+    assert len(batch.errors) == 6000
+    # Only what went out before the timeout (one window's worth at most) reached gearmand.
+    assert 0 < queued <= 2048, queued
