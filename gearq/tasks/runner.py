@@ -537,29 +537,31 @@ class _Served:
         job.attempt = attempt
         if not self.fast:
             return self._attempts(job, call, attempt)
-        if self.on_loop:
-            return self._run_on_loop(job, call, attempt)
         try:
+            if self.on_loop:
+                coro = self.fn(*call.args, **call.kwargs)
+                return self._finish_later(job, call, attempt, coro, settle=False)
             if self.inline:
                 value = self._call_sync(job, call, None)
             else:
                 threads = self.runner._threads
                 assert threads is not None
                 if self.runner.worker.running_jobs != (1 if counted else 0):
-                    return self._run_in_thread(job, call, attempt)
+                    fut = threads.submit(self._call_sync, job, call, None)
+                    return self._finish_later(job, call, attempt, fut)
                 handoff, fut = threads.call_waiting_now(
                     self._call_sync, job, call, None,
                     answer=functools.partial(self._answer_from_thread, job, call),
                 )  # fmt: skip
                 if handoff is None:
-                    return self._finish_thread(job, call, attempt, fut)
+                    return self._finish_later(job, call, attempt, fut)
                 value = handoff.take()
                 if handoff.answered:
                     return None
         except (Exception, SystemExit) as exc:
             return self._retry_after(job, call, attempt, exc)
         if value.__class__ in _PENDING_TYPES:
-            return self._finish_pending(job, call, attempt, value)
+            return self._finish_later(job, call, attempt, None, value)
         return self._encode_value(job, call, attempt, value)
 
     def _answer_from_thread(self, job: Job, call: Call, value: Any) -> bool:
@@ -596,37 +598,23 @@ class _Served:
         await asyncio.sleep(delay)
         return await self._attempts(job, call, attempt)
 
-    async def _run_on_loop(self, job: Job, call: Call, attempt: int) -> bytes | None:
-        try:
-            value = await self.fn(*call.args, **call.kwargs)
-        except (Exception, SystemExit) as exc:
-            retry = self._retry_after(job, call, attempt, exc)
-            return None if retry is None else await retry
-        return self._encode_value(job, call, attempt, value)
-
-    async def _run_in_thread(self, job: Job, call: Call, attempt: int) -> bytes | None:
-        threads = self.runner._threads
-        assert threads is not None
-        return await self._finish_thread(
-            job, call, attempt, threads.submit(self._call_sync, job, call, None)
-        )
-
-    async def _finish_thread(
-        self, job: Job, call: Call, attempt: int, fut: asyncio.Future[Any]
+    async def _finish_later(
+        self,
+        job: Job,
+        call: Call,
+        attempt: int,
+        waiting: Awaitable[Any] | None,
+        value: Any = None,
+        settle: bool = True,
     ) -> bytes | None:
+        """The rest of a fast-path attempt that has to wait: for ``waiting`` (an async
+        task's coroutine, a pool thread's future), then, with ``settle``, for what a plain
+        task returned that is not a value yet (a coroutine or an async generator)."""
         try:
-            value = await fut
-        except (Exception, SystemExit) as exc:
-            retry = self._retry_after(job, call, attempt, exc)
-            return None if retry is None else await retry
-        if value.__class__ in _PENDING_TYPES:
-            return await self._finish_pending(job, call, attempt, value)
-        return self._encode_value(job, call, attempt, value)
-
-    async def _finish_pending(self, job: Job, call: Call, attempt: int, value: Any) -> bytes | None:
-        """A plain task returned a coroutine or an async generator: settle it here."""
-        try:
-            value = await self._settle(job, call, None, value)
+            if waiting is not None:
+                value = await waiting
+            if settle and value.__class__ in _PENDING_TYPES:
+                value = await self._settle(job, call, None, value)
         except (Exception, SystemExit) as exc:
             retry = self._retry_after(job, call, attempt, exc)
             return None if retry is None else await retry
