@@ -281,3 +281,33 @@ def test_submit_many_with_every_server_down(gearmand):
                 await client.submit_many("x", [b"1", b"2"], background=True)
 
     run(main())
+
+
+def test_submit_now_queues_what_it_can_at_once_and_nothing_else(gearmand, workers):
+    workers(gearmand, "echo")
+
+    async def main():
+        async with AsyncClient(gearmand.address) as client:
+            # Not connected yet, and a function not submitted before: nothing is done.
+            assert client.submit_now("echo", b"early") is None
+            assert await (await client.submit("echo", b"first")) == b"first"
+            assert client.submit_now("never_seen", b"x") is None
+            assert client.submit_now("echo", b"x", unique=b"u" * 64) is None
+            assert client.submit_now("echo", b"x", timeout=0) is None
+            assert client.submit_now("echo", "not bytes") is None  # type: ignore[arg-type]
+            # Connected and known: a Job at once; with send=True the packet is written
+            # before submit_now returns (nothing left for the end of the loop's pass).
+            job = client.submit_now("echo", b"now", send=True)
+            assert job is not None and job.state is JobState.PENDING
+            assert all(not link.wbuf for link in client._links)
+            queued = client.submit_now("bg_now", b"b", background=True)
+            assert queued is None  # bg_now was never submitted: the full path takes it
+            bg = await client.submit("bg_now", b"b", background=True)
+            again = client.submit_now("bg_now", b"c", background=True, priority=Priority.HIGH)
+            assert again is not None
+            await again.created()
+            return await job, bg
+
+    result, bg = run(main())
+    assert result == b"now" and bg.handle is not None
+    assert totals([gearmand], "bg_now") == [2]
