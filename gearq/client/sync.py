@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import os
 import queue
+import select
 import signal
 import threading
 import time
@@ -28,6 +29,7 @@ except ImportError:  # pragma: no cover - not CPython
     _sig = signal
 
 from ..net.address import ServerAddress, ServerSpec
+from ..net.connection import Connection, in_place_readers
 from ..protocol.errors import GearqError
 from .client import AsyncClient, ClientCallback, ClientEvent
 from .errors import ClientClosed, JobTimeout
@@ -105,6 +107,17 @@ class _Interrupt:
         _sig.signal(_SIGINT, self.previous)
 
 
+def _can_wait_in_place(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether :meth:`DrivenLoop._wait_in_place` can stand in for a pass of ``loop``: the
+    CPython selector loop, whose ready queue, timers, selector and self-pipe it reads
+    (uvloop and others: never)."""
+    return (
+        isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        and hasattr(select, "poll")
+        and all(hasattr(loop, name) for name in ("_ready", "_scheduled", "_selector", "_ssock"))
+    )
+
+
 def _catch_sigint(loop: asyncio.AbstractEventLoop) -> _Interrupt | None:
     if (
         threading.current_thread() is threading.main_thread()
@@ -143,6 +156,10 @@ class DrivenLoop:
         self._deadline: float | None = None  # when it stops waiting (loop time)
         self._alarm: asyncio.TimerHandle | None = None  # a wake-up at or before that
         self._closing = False
+        self._readers = in_place_readers(self.loop)
+        self._in_place = _can_wait_in_place(self.loop)
+        self._poll: Any = None  # a select.poll of the readers and the loop's self-pipe
+        self._polled: list[int] = []  # the readers' fds in self._poll
         _DRIVERS[id(self.loop)] = self
         self.thread = threading.Thread(target=self._background, name=name, daemon=True)
         self.thread.start()
@@ -188,7 +205,9 @@ class DrivenLoop:
     def notify(self) -> None:
         """Something a caller may wait for happened (call it from the loop)."""
         caller = self._caller
-        if caller is not None and caller():
+        # (Not running: the caller reads in place, and sees done() itself; a stop() now
+        # would cut the loop's next run short.)
+        if caller is not None and self.loop.is_running() and caller():
             self.loop.stop()
         if self._waiting:
             with self._cond:
@@ -253,6 +272,8 @@ class DrivenLoop:
                         return False
                     self._deadline = loop.time() + left
                     self._arm(self._deadline)
+                if self._in_place and self._wait_in_place():
+                    continue
                 loop.run_forever()
             return True
         finally:
@@ -262,6 +283,55 @@ class DrivenLoop:
                 interrupted.restore()
                 if interrupted.hit:
                     raise KeyboardInterrupt
+
+    def _wait_in_place(self) -> bool:
+        """One pass of the loop without the loop, for a caller that holds the baton: wait
+        for the connections to be readable and read them in this thread. True if that
+        handled something; False if the loop must run instead (it has callbacks ready,
+        other file descriptors, unwritten bytes; or a timer rang, or another thread woke
+        it). Waiting this way costs two system calls and no pass of the event loop: a
+        blocking round trip's result arrives ~20 µs sooner.
+        """
+        loop: Any = self.loop
+        readers = self._readers
+        if not readers or loop._ready or len(loop._selector.get_map()) != len(readers) + 1:
+            return False
+        for reader in readers.values():
+            if not reader.ready_in_place():
+                return False
+        poll = self._poll
+        if (
+            poll is None
+            or len(self._polled) != len(readers)
+            or any(fd not in readers for fd in self._polled)
+        ):
+            poll = self._poll = select.poll()
+            self._polled = list(readers)
+            for fd in self._polled:
+                poll.register(fd, select.POLLIN)
+            poll.register(loop._ssock.fileno(), select.POLLIN)
+        scheduled = loop._scheduled
+        if scheduled:
+            wait = scheduled[0].when() - loop.time()
+            if wait <= 0:
+                return False
+            ms = int(wait * 1000) + 1  # poll rounds down; a timer is never early
+        else:
+            ms = -1
+        ready = poll.poll(ms)
+        if not ready:
+            return False  # a timer is due
+        handled = False
+        asyncio.events._set_running_loop(loop)
+        try:
+            for fd, _events in ready:
+                conn: Connection | None = readers.get(fd)
+                if conn is None or not conn.read_in_place():
+                    return handled  # the self-pipe, an EOF: the loop's work
+                handled = True
+        finally:
+            asyncio.events._set_running_loop(None)
+        return handled
 
     def _arm(self, when: float) -> None:
         # One timer serves successive waits: with the same timeout each deadline is later

@@ -233,3 +233,101 @@ def test_each_wait_keeps_its_own_timeout(gearmand, workers):
         with pytest.raises(JobTimeout):
             queued.result(0.8)  # that wake-up rings first: it must not end this wait
         assert time.monotonic() - start >= 0.75
+
+
+# -- waiting in place: a lone caller reads its connection itself --------------------------------
+
+
+def _count_in_place_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    from gearq.net import Connection
+
+    reads: list[bool] = []
+    real = Connection.read_in_place
+
+    def counting(self: Connection) -> bool:
+        got = real(self)
+        reads.append(got)
+        return got
+
+    monkeypatch.setattr(Connection, "read_in_place", counting)
+    return reads
+
+
+def test_a_lone_blocking_wait_reads_the_connection_in_place(gearmand, workers, monkeypatch):
+    workers(gearmand, "ev")
+    reads = _count_in_place_reads(monkeypatch)
+    with Client(gearmand.address) as client:
+        job = client.submit("ev", script(["data", "a"], ["status", 1, 2], ["complete", "r"]))
+        assert job.result(10) == b"r"
+        assert job.data == [b"a"] and (job.numerator, job.denominator) == (1, 2)
+    # The packets were read by this thread, without a pass of the event loop.
+    assert True in reads
+
+
+@pytest.mark.parametrize("event", ["timer", "thread"])
+def test_the_loop_is_served_while_a_caller_waits_in_place(gearmand, workers, event):
+    workers(gearmand, "slow")
+    with Client(gearmand.address) as client:
+        client.echo(b"connect")
+        runner = client._runner
+        assert runner is not None
+        loop = runner.loop
+        seen: list[bool] = []
+        jobs: list[SyncJob] = []
+
+        def note() -> None:
+            seen.append(jobs[0].done)
+
+        # While this thread waits for a job in place, a timer of the loop comes due, or
+        # another thread hands the loop work: it must run during the wait, not after.
+        if event == "timer":
+            runner.call(loop.call_later, 0.2, note)
+        other = threading.Timer(0.2, loop.call_soon_threadsafe, (note,))
+        jobs.append(client.submit("slow", script(["sleep", 0.8], ["complete", "x"])))
+        if event == "thread":
+            other.start()
+        try:
+            assert jobs[0].result(10) == b"x"
+        finally:
+            if event == "thread":
+                other.join(5)
+    assert seen == [False]
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_a_connection_lost_during_an_in_place_wait_fails_the_job(how):
+    import socket
+    import struct
+
+    from gearq.client import JobConnectionLost
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            got = b""
+            while len(got) < 12 or len(got) < 12 + struct.unpack(">I", got[8:12])[0]:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                got += chunk
+            handle = b"H:fake:1"
+            conn.sendall(b"\0RES" + struct.pack(">II", 8, len(handle)) + handle)
+            time.sleep(0.2)
+            if how == "reset":  # RST instead of FIN: the read itself fails
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with Client(f"127.0.0.1:{port}") as client:
+            job = client.submit("f", b"x")
+            start = time.monotonic()
+            with pytest.raises(JobConnectionLost):
+                job.result(10)
+            assert time.monotonic() - start < 5  # told, not left to its timeout
+    finally:
+        thread.join(5)
+        listener.close()

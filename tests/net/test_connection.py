@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import time
 
@@ -64,6 +65,31 @@ def test_echo_round_trip_with_nodelay(gearmand):
         assert await asyncio.wait_for(rec.lost, 5) is None
         with pytest.raises(ConnectionLost):
             conn.send_packet(PacketType.ECHO_REQ, b"x")
+
+    asyncio.run(main())
+
+
+def test_read_in_place_handles_what_the_socket_holds_and_leaves_the_rest_to_the_loop(gearmand):
+    from gearq.net.connection import in_place_readers
+
+    async def main() -> None:
+        rec = Recorder()
+        conn = await rec.open(addr(gearmand))
+        loop = asyncio.get_running_loop()
+        fd = conn._transport.get_extra_info("socket").fileno()  # type: ignore[union-attr]
+        assert in_place_readers(loop) == {fd: conn}
+        assert conn.ready_in_place()
+        assert not conn.read_in_place()  # nothing there yet: no block, no error
+        conn.send_packet(PacketType.ECHO_REQ, b"in place")
+        # Wait on the socket, as a caller that owns the loop does, without running it.
+        assert select.select([fd], [], [], 5)[0], "no ECHO_RES within 5 s"
+        assert conn.read_in_place()
+        packet = rec.packets.get_nowait()
+        assert packet.type is PacketType.ECHO_RES and packet.args == (b"in place",)
+        conn.close()
+        assert await asyncio.wait_for(rec.lost, 5) is None
+        assert in_place_readers(loop) == {}
+        assert not conn.ready_in_place() and not conn.read_in_place()
 
     asyncio.run(main())
 
