@@ -271,7 +271,11 @@ class Connection(asyncio.BufferedProtocol):
             return True
         if not nbytes:
             return False  # EOF: the transport sees it too, and closes as usual
-        self.buffer_updated(nbytes)
+        try:
+            self.buffer_updated(nbytes)
+        except Exception as exc:  # as the transport does when a protocol callback fails
+            log.exception("%s: error while handling a read", self.address)
+            self._fail(ConnectionLost(self.address, f"connection lost: {exc!r}"))
         return True
 
     def data_received(self, data: bytes) -> None:

@@ -94,6 +94,31 @@ def test_read_in_place_handles_what_the_socket_holds_and_leaves_the_rest_to_the_
     asyncio.run(main())
 
 
+def test_a_handler_failing_on_a_read_in_place_fails_the_connection_not_the_caller(gearmand, caplog):
+    class Broken(Connection):
+        def data_received(self, data: bytes) -> None:
+            raise RuntimeError("handler bug")
+
+    async def main() -> None:
+        rec = Recorder()
+        conn = await Broken.open(
+            addr(gearmand),
+            ConnectionOptions(),
+            rec.on_packet,
+            rec.on_lost,  # type: ignore[arg-type]
+        )
+        fd = conn._transport.get_extra_info("socket").fileno()  # type: ignore[union-attr]
+        conn.send_packet(PacketType.ECHO_REQ, b"x")
+        assert select.select([fd], [], [], 5)[0], "no ECHO_RES within 5 s"
+        assert conn.read_in_place()  # handled: by failing the connection, not by raising
+        lost = await asyncio.wait_for(rec.lost, 5)
+        assert isinstance(lost, ConnectionLost) and "handler bug" in str(lost)
+        assert not conn.is_open
+
+    asyncio.run(main())
+    assert "error while handling a read" in caplog.text
+
+
 def test_refused_connect_is_typed_and_names_the_server():
     port = socket.socket()
     port.bind(("127.0.0.1", 0))
