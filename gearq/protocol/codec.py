@@ -168,7 +168,7 @@ class Decoder:
     worker, ``Magic.REQ`` for a server); ``None`` accepts both.
     """
 
-    __slots__ = ("_assign_key", "_buffer", "_expect", "_kinds", "max_packet_size")
+    __slots__ = ("_assign_key", "_buffer", "_empties", "_expect", "_kinds", "max_packet_size")
 
     def __init__(
         self,
@@ -179,6 +179,10 @@ class Decoder:
         self._buffer = _StreamBuffer()
         self._expect = expect.value if expect is not None else None
         self._kinds = _KINDS[self._expect]
+        # The shared packets of argument-less types, by type key (feed_jobs' fast path).
+        self._empties: dict[int, Packet] = {
+            key: empty for key, (_, _, _, empty, _) in self._kinds.items() if empty is not None
+        }
         self._assign_key = _ASSIGN_UNIQ_KEY if self._expect in (None, RES) else -1
         self.max_packet_size = max_packet_size
 
@@ -207,8 +211,22 @@ class Decoder:
         (building one per job costs more than splitting its body); every other packet is
         the same :class:`Packet` that :meth:`feed` gives. Same checks, same errors.
         """
-        buf = self._buffer.add(data)
-        if buf is None:
+        buffer = self._buffer
+        if buffer._have:  # the rest of a packet: joined with what came before
+            joined = buffer.add(data)
+            if joined is None:
+                return []
+            buf = joined
+        elif data:
+            if len(data) == HEADER_SIZE:
+                # A lone argument-less packet: an idle worker's NOOP, most often.
+                key, size = _unpack_key(data, 0)
+                empty = None if size else self._empties.get(key)
+                if empty is not None:
+                    return [empty]
+            # The usual read: whole packets, nothing buffered; parsed where it lies.
+            buf = data if data.__class__ is bytes else bytes(data)
+        else:
             return []
         out: list[Packet | list[bytes]] = []
         end = len(buf)
@@ -216,29 +234,35 @@ class Decoder:
         limit = self.max_packet_size
         append = out.append
         assign = self._assign_key
-        while True:
-            if end - pos < HEADER_SIZE:
-                if end - pos >= 1 and buf[pos] != 0:
-                    self._on_text(buf, pos)
-                break
+        empties = self._empties
+        while end - pos >= HEADER_SIZE:
             key, size = _unpack_key(buf, pos)
-            if key != assign or size > limit:
+            if key == assign and size <= limit:
+                stop = pos + HEADER_SIZE + size
+                if stop > end:
+                    break
+                args = buf[pos + HEADER_SIZE : stop].split(b"\0", 3)
+                if len(args) != 4:
+                    raise MalformedPacket(f"JOB_ASSIGN_UNIQ needs 4 arguments, got {len(args)}")
+                append(args)
+                pos = stop
+            elif not size and key in empties:  # NOOP, NO_JOB: the shared packet of its type
+                append(empties[key])
+                pos += HEADER_SIZE
+            else:
                 # Everything else (and an over-long assignment, for its error) exactly as
                 # feed() does it, up to the next assignment.
                 parsed = self._parse(buf, pos, out, until=assign)
                 if parsed == pos:  # an incomplete packet, or text (already reported)
                     break
                 pos = parsed
-                continue
-            stop = pos + HEADER_SIZE + size
-            if stop > end:
-                break
-            args = buf[pos + HEADER_SIZE : stop].split(b"\0", 3)
-            if len(args) != 4:
-                raise MalformedPacket(f"JOB_ASSIGN_UNIQ needs 4 arguments, got {len(args)}")
-            append(args)
-            pos = stop
-        self._keep_tail(buf, pos)
+        else:
+            if pos < end and buf[pos] != 0:
+                self._on_text(buf, pos)
+        if pos == end:
+            buffer._need = 1  # nothing kept: any byte may start the next packet
+        else:
+            self._keep_tail(buf, pos)
         return out
 
     def _keep_tail(self, buf: bytes, pos: int) -> None:

@@ -5,7 +5,8 @@ The grab loop, per connection::
     ACTIVE   --GRAB_JOB_UNIQ (one per free slot, up to the window)-->  JOB_ASSIGN_UNIQ / NO_JOB
     NO_JOB   --> DRAINED: no new GRABs; once all are answered, PRE_SLEEP --> SLEEPING
     SLEEPING --NOOP, or the poll timer--> ACTIVE
-    the one job a NOOP woke us for after a NO_JOB, answered at once --> PRE_SLEEP --> SLEEPING
+    woken after the queue was seen empty: a probe, GRAB GRAB PRE_SLEEP in one write --> SLEEPING
+        (its GRABs are answered while asleep; if both bring a job, the next wake GRABs as usual)
 
 The poll timer exists because gearmand 1.1.20 never wakes a worker when an epoch job falls
 due, and sometimes strands jobs ("stuck jobs", gearmand #343). A future epoch job can also
@@ -19,7 +20,6 @@ come back with a job that must then be started at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
 from typing import TYPE_CHECKING
@@ -70,6 +70,9 @@ SPIN_FREE = 3
 SPIN_BASE = 0.001
 # A connection that lived this long counts as a success: a drop is retried at once.
 STABLE_AFTER = 1.0
+# GRABs of a probe woken by a NOOP (see Link._wake): a NO_JOB for the second tells a lone
+# job from a queue that holds more.
+PROBE_GRABS = 2
 
 
 class _Connection(Connection):
@@ -128,13 +131,22 @@ class Link:
         self.corked = False
         self._out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
+        # The poll timer is armed lazily: a wake leaves it be, and when it fires for a sleep
+        # that has since ended it re-arms for the current one (no call_at and cancel for
+        # every job of a lone caller).
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer_when = 0.0  # when self._timer fires
+        self._timer_at = 0.0  # when this sleep ends
         self._timer_noop = False
         self._streak = 0  # wakes in a row that found no job
         self._woken_by_noop = False
-        # Asleep after a NO_JOB (the queue was empty), not after a job (see _assigned).
+        # The queue was seen empty (a NO_JOB) when this connection last went to sleep: the
+        # next wake probes (see _wake).
         self._quiet = False
+        self._probe = False  # the next grab() is a probe
+        self._probe_sent = 0
+        self._probe_found = 0
+        self._probe_empty = False
         self._sent_grabs = 0
         self._echoes_due = 0  # registration ECHOs not yet answered on this connection
         self._sync_marks: dict[bytes, int] = {}
@@ -198,9 +210,10 @@ class Link:
         out.clear()
         conn = self.conn
         if conn is not None:
-            # On failure on_lost has run or will run, and gearmand requeues the jobs.
-            with contextlib.suppress(ConnectionLost):
+            try:
                 conn.send(data)
+            except ConnectionLost:  # on_lost has run or will run; gearmand requeues the jobs
+                return
 
     def send_final(self, job: Job, packet: bytes) -> None:
         """Write a job's final answer (on the loop). Dropped if its connection is gone."""
@@ -292,6 +305,7 @@ class Link:
         self._streak = 0
         self._woken_by_noop = False
         self._quiet = False
+        self._probe = False
         self._sent_grabs = 0
         self._sync_marks.clear()
         self.worker.stats.connects += 1
@@ -350,10 +364,23 @@ class Link:
         self.grabs += count
         self._sent_grabs += count
         self.worker.stats.grabs += count
+        if self._probe:
+            # GRABs with a PRE_SLEEP behind them: asleep at gearmand as soon as they are
+            # answered, and woken by it at once if more jobs wait (see _wake).
+            self._probe = False
+            self._probe_sent = count
+            self._probe_found = 0
+            self._probe_empty = False
+            self.limit = self.grabs  # nothing more to ask for
+            self.state = SLEEPING
+            self.write(_GRAB + _PRE_SLEEP if count == 1 else _GRAB * count + _PRE_SLEEP)
+            self._arm_timer(self.worker.poll_interval, noop=False)
+            return
         self.write(_GRAB if count == 1 else _GRAB * count)
 
     def stop_grabbing(self) -> None:
         self._cancel_timer()
+        self._probe = False
         if self.state is not DOWN:
             self.state = STOPPING
 
@@ -367,6 +394,12 @@ class Link:
                 try:
                     if item.__class__ is list:
                         self._assigned(*item)
+                        continue
+                    ptype = item.type  # type: ignore[union-attr]
+                    if ptype is _NOOP:
+                        self._noop()
+                    elif ptype is _NO_JOB:
+                        self._no_job()
                     else:
                         self._on_packet(item)  # type: ignore[arg-type]
                 except Exception:
@@ -411,8 +444,16 @@ class Link:
         else:  # unasked for: run it all the same, on a slot of its own
             self.worker._free -= 1
         self._streak = 0
+        worker = self.worker
+        if self.state is SLEEPING:
+            # A probe's job: gearmand has our PRE_SLEEP behind it, and wakes us if more
+            # jobs wait; nothing to GRAB now.
+            self._probe_found += 1
+            worker._start_job(self, handle, function, unique, payload)
+            if not self.grabs:
+                self._probed()
+            return
         woken = self._woken_by_noop
-        sparse = woken and self._quiet
         self._woken_by_noop = False  # this wake found work
         if self.limit < self.window and not woken:
             # (Not for the first job of a wake: one GRAB after it, as before it, until a
@@ -420,17 +461,7 @@ class Link:
             self.limit += 1
         if self.state is DRAINED:
             self.state = ACTIVE  # a job came after a NO_JOB: more may follow
-        worker = self.worker
         worker._start_job(self, handle, function, unique, payload)
-        if sparse and not self.grabs and not worker._running and self.state is ACTIVE:
-            # The queue was empty before this job, and it is answered already: sleep now
-            # (PRE_SLEEP right behind the answer) instead of a GRAB that would most likely
-            # get NO_JOB and then sleep. If more jobs wait, gearmand answers the PRE_SLEEP
-            # with a NOOP at once; the GRABs after that one are the usual ones. Saves a
-            # round trip, two packets and a wake-up of this loop per job when jobs come one
-            # at a time (a lone caller's round trip: 7-12% faster with the raw worker).
-            self._sleep(quiet=False)
-            return
         if not self.queued and self.grabs < self.limit and self.state is ACTIVE:
             self.queued = True
             worker._hungry.append(self)
@@ -444,40 +475,64 @@ class Link:
             return  # unasked for
         self.grabs -= 1
         self.worker.stats.no_jobs += 1
+        if self.state is SLEEPING:  # a probe's GRAB: the queue is empty now
+            self._probe_empty = True
+            self.worker._release_slot()
+            if not self.grabs:
+                self._probed()
+            return
         if self.state is ACTIVE:
             self.state = DRAINED
         self.worker._release_slot()
         if self.grabs == 0 and self.state is DRAINED:
             self._sleep()
 
-    def _sleep(self, quiet: bool = True) -> None:
+    def _probed(self) -> None:
+        """Every GRAB of a probe is answered; the connection is asleep at gearmand."""
+        if self._woken_by_noop and not self._probe_found:
+            self._streak += 1
+        self._woken_by_noop = False
+        # Every GRAB brought a job: a queue, most likely, so the NOOP gearmand answers the
+        # PRE_SLEEP with leads to GRABs as usual (the window growing). Else probe again.
+        self._quiet = self._probe_empty or self._probe_sent < PROBE_GRABS
+
+    def _sleep(self) -> None:
         if self._woken_by_noop:  # woken by a NOOP, and found nothing
             self._streak += 1
         self._woken_by_noop = False
-        self._quiet = quiet
+        self._quiet = True
         self.state = SLEEPING
         self.write(_PRE_SLEEP)
-        self._set_timer(self.worker.poll_interval, noop=False)
+        self._arm_timer(self.worker.poll_interval, noop=False)
 
     def _noop(self) -> None:
         self.worker.stats.noops += 1
-        if self.state is not SLEEPING:
-            return  # a NOOP that crossed a GRAB of ours: that GRAB sees the job
+        if self.state is not SLEEPING or self.grabs:
+            # A NOOP that crossed a GRAB of ours: that GRAB sees the job (and a probe's
+            # PRE_SLEEP, behind it, gets a NOOP of its own if more wait).
+            return
         streak = self._streak
         if streak < SPIN_FREE:
             self._wake(noop=True)
             return
         delay = min(self.worker.poll_interval, SPIN_BASE * 2 ** (streak - SPIN_FREE))
-        if self._timer is None or self.loop.time() + delay < self._timer_at:
-            self._set_timer(delay, noop=True)
+        if self.loop.time() + delay < self._timer_at:
+            self._arm_timer(delay, noop=True)
         else:
             self._timer_noop = True
 
-    def _set_timer(self, delay: float, *, noop: bool) -> None:
-        self._cancel_timer()
-        self._timer_at = self.loop.time() + delay
+    def _arm_timer(self, delay: float, *, noop: bool) -> None:
+        """End this sleep in ``delay`` seconds, with a timer that fires no later."""
+        at = self.loop.time() + delay
+        self._timer_at = at
         self._timer_noop = noop
-        self._timer = self.loop.call_at(self._timer_at, self._on_timer)
+        timer = self._timer
+        if timer is not None:
+            if self._timer_when <= at:
+                return  # it fires first, and re-arms for ``at``
+            timer.cancel()
+        self._timer_when = at
+        self._timer = self.loop.call_at(at, self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -486,17 +541,50 @@ class Link:
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.state is SLEEPING:
-            if not self._timer_noop:
-                self.worker.stats.polls += 1
-            self._wake(noop=self._timer_noop)
+        if self.state is not SLEEPING:
+            return  # the sleep it was set for has ended; the next one arms it again
+        at = self._timer_at
+        if at > self.loop.time():  # set for an earlier sleep
+            self._timer_when = at
+            self._timer = self.loop.call_at(at, self._on_timer)
+            return
+        if self.grabs:
+            # A probe not answered in all that time: wake as from a GRAB's answer, so
+            # that the usual grab loop takes over once it is.
+            self.state = ACTIVE
+            self.limit = 1
+            self._woken_by_noop = False
+            return
+        if not self._timer_noop:
+            self.worker.stats.polls += 1
+        self._wake(noop=self._timer_noop)
 
     def _wake(self, *, noop: bool) -> None:
-        self._cancel_timer()
         self.state = ACTIVE
-        self.limit = 1
         self._woken_by_noop = noop
-        self.worker._want(self)
+        if self._quiet and not self.grabs:
+            # The queue was empty when we last looked: most likely this wake is for one
+            # job. A probe: GRABs with a PRE_SLEEP right behind them, so the job costs one
+            # write and no GRAB after it (a lone caller's round trip: a wake-up of this loop
+            # and two packets fewer). Two GRABs for a NOOP: a NO_JOB for the second says
+            # the queue is empty again; a job for it says there is a queue, and the next
+            # wake GRABs as usual. One for the poll timer, or while NOOPs keep finding
+            # nothing (a future epoch job: §0.3 of the gearmand notes).
+            self._probe = True
+            limit = min(PROBE_GRABS if noop and not self._streak else 1, self.window)
+        else:
+            limit = 1
+        self.limit = limit
+        worker = self.worker
+        free = worker._free
+        if free > 0 and not worker._hungry and not self.queued:
+            # Nobody else waits for a slot: take them now (as _want and _dispatch would).
+            count = min(limit - self.grabs, free)
+            if count > 0:
+                worker._free = free - count
+                self.grab(count)
+            return
+        worker._want(self)
 
     # -- server errors ---------------------------------------------------------------------
 
@@ -540,5 +628,9 @@ class Link:
             self.state = DRAINED
         for _ in range(missing):
             self.worker._release_slot()
-        if self.grabs == 0 and self.state is DRAINED:
-            self._sleep()
+        if self.grabs == 0:
+            if self.state is DRAINED:
+                self._sleep()
+            elif self.state is SLEEPING:  # a probe's
+                self._probe_empty = True
+                self._probed()

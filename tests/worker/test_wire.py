@@ -8,7 +8,7 @@ import os
 from gearq.protocol import Packet, PacketType
 from gearq.worker import Job
 
-from .fakeserver import FakeConn, FakeServer
+from .fakeserver import FakeConn, FakeServer, Script
 from .helpers import eventually, make_worker, run, serving
 
 P = PacketType
@@ -241,6 +241,133 @@ def test_a_job_is_never_answered_on_a_newer_connection() -> None:
             await asyncio.sleep(0.2)
             assert first_done == []
             assert worker.stats.jobs_lost == 1
+        await server.close()
+
+    run(main())
+
+
+def _queue_script(queue: list[bytes], crossing: list[bool]) -> Script:
+    """gearmand's grab loop over ``queue`` (payloads of function f): GRAB takes the head or
+    gets NO_JOB, PRE_SLEEP gets a NOOP at once while jobs wait. With ``crossing`` set, the
+    next GRAB is answered after a NOOP (one sent just before the GRAB arrived)."""
+    counter = iter(range(1, 10**6))
+
+    def script(conn: FakeConn, packet: Packet) -> None:
+        if packet.type is P.GRAB_JOB_UNIQ:
+            if crossing and crossing.pop():
+                conn.send(P.NOOP)
+            if queue:
+                handle = b"H:fake:%d" % next(counter)
+                conn.send(P.JOB_ASSIGN_UNIQ, handle, b"f", b"", queue.pop(0))
+            else:
+                conn.send(P.NO_JOB)
+        elif packet.type is P.PRE_SLEEP and queue:
+            conn.send(P.NOOP)
+
+    return script
+
+
+async def _echo(job: Job) -> bytes:
+    return b"ok " + job.payload
+
+
+def test_a_noop_after_an_empty_queue_gets_a_probe_and_nothing_after_the_answer() -> None:
+    """Woken after a NO_JOB, the worker sends GRAB GRAB PRE_SLEEP: the first GRAB gets the
+    job, the second NO_JOB, and the answer is all that follows (no GRAB to find the queue
+    empty again). A NOOP crossing the probe is not answered: the probe sees the job."""
+    queue: list[bytes] = []
+    crossing: list[bool] = []
+
+    async def main() -> None:
+        server = await FakeServer(_queue_script(queue, crossing)).start()
+        worker = make_worker(server.address, concurrency=8, poll_interval=10.0)
+        worker.register("f", _echo)
+        async with serving(worker):
+            conn = server.conns[0]
+            await eventually(lambda: conn.count(P.PRE_SLEEP) == 1)  # asleep after NO_JOB
+            answers = [0]
+            for i, cross in enumerate([False, False, True, False]):
+                mark = len(conn.packets)
+                queue.append(b"%d" % i)
+                crossing[:] = [cross]
+                conn.send(P.NOOP)
+                answers[0] = i + 1
+                await eventually(lambda: conn.count(P.WORK_COMPLETE) == answers[0])
+                await asyncio.sleep(0.1)  # whatever follows the answer has been sent
+                sent = conn.types()[mark:]
+                assert sent == [P.GRAB_JOB_UNIQ, P.GRAB_JOB_UNIQ, P.PRE_SLEEP, P.WORK_COMPLETE]
+                assert conn.packets[-1].args == (b"H:fake:%d" % (i + 1), b"ok %d" % i)
+            assert worker.stats.noops == 5 and worker.stats.no_jobs == 5
+        await server.close()
+
+    run(main())
+
+
+def test_a_probe_that_finds_a_queue_hands_over_to_the_grab_window() -> None:
+    """Both GRABs of a probe bring a job: gearmand answers its PRE_SLEEP with a NOOP, and
+    from that wake on the worker GRABs as usual, without a PRE_SLEEP per job."""
+    queue: list[bytes] = []
+
+    async def main() -> None:
+        server = await FakeServer(_queue_script(queue, [])).start()
+        worker = make_worker(server.address, concurrency=8, poll_interval=10.0)
+        worker.register("f", _echo)
+        async with serving(worker):
+            conn = server.conns[0]
+            await eventually(lambda: conn.count(P.PRE_SLEEP) == 1)
+            mark = len(conn.packets)
+            queue.extend(b"%d" % i for i in range(40))
+            conn.send(P.NOOP)
+            await eventually(lambda: conn.count(P.WORK_COMPLETE) == 40)
+            await eventually(lambda: conn.types()[-1] is P.PRE_SLEEP)  # asleep again
+            sent = conn.types()[mark:]
+            # The probe's, then one after the NO_JOB that ends the queue.
+            assert sent.count(P.PRE_SLEEP) == 2, sent
+            assert sent[:3] == [P.GRAB_JOB_UNIQ, P.GRAB_JOB_UNIQ, P.PRE_SLEEP]
+            # Up to 8 GRABs outstanding: 40 jobs and a NO_JOB or few.
+            assert 41 <= sent.count(P.GRAB_JOB_UNIQ) <= 49, sent
+        await server.close()
+
+    run(main())
+
+
+def test_a_probe_answered_after_the_poll_interval_leaves_the_grab_loop_going() -> None:
+    """The poll timer strikes while a probe's GRABs are still unanswered (a slow server):
+    the late answers are taken as any GRAB's, the job is answered, and the connection goes
+    back to sleep and keeps polling."""
+    withhold = [0]  # GRABs left unanswered (answered later, by the test)
+    serve = _queue_script([], [])
+
+    def script(conn: FakeConn, packet: Packet) -> None:
+        if packet.type is P.GRAB_JOB_UNIQ and withhold[0]:
+            withhold[0] -= 1
+            return
+        serve(conn, packet)
+
+    async def main() -> None:
+        server = await FakeServer(script).start()
+        worker = make_worker(server.address, concurrency=8, poll_interval=0.2)
+        worker.register("f", _echo)
+        async with serving(worker):
+            conn = server.conns[0]
+            await eventually(lambda: conn.count(P.PRE_SLEEP) >= 1)
+            withhold[0] = 2
+            conn.send(P.NOOP)
+            await eventually(lambda: withhold[0] == 0)  # the probe's two GRABs
+            polls = worker.stats.polls
+            await asyncio.sleep(0.5)  # past the poll interval, the probe unanswered
+            assert worker.stats.polls == polls  # no poll while GRABs are out
+            conn.send(P.JOB_ASSIGN_UNIQ, b"H:fake:late", b"f", b"", b"late")
+            conn.send(P.NO_JOB)
+            await eventually(lambda: conn.count(P.WORK_COMPLETE) == 1)
+            done = [p for p in conn.packets if p.type is P.WORK_COMPLETE]
+            assert done[0].args == (b"H:fake:late", b"ok late")
+            sleeps = conn.count(P.PRE_SLEEP)
+            await eventually(lambda: worker.stats.polls >= polls + 2, timeout=3)
+            assert conn.count(P.PRE_SLEEP) >= sleeps + 2  # asleep between polls again
+            stats = worker.stats
+            assert stats.grabs - stats.no_jobs == 1  # one job; every other GRAB answered
+            assert worker.running_jobs == 0
         await server.close()
 
     run(main())
