@@ -245,15 +245,10 @@ class Connection(asyncio.BufferedProtocol):
         self.data_received(self._inbox[:nbytes].tobytes())
 
     def ready_in_place(self) -> bool:
-        """True if :meth:`read_in_place` may read now: open, reading, nothing left to
-        write (writing is the loop's job)."""
+        """True if :meth:`read_in_place` may read now: open, with nothing left to write
+        (writing is the loop's job). (A connection never pauses its own reading.)"""
         transport = self._transport
-        return (
-            self._fd >= 0
-            and transport is not None
-            and not transport.get_write_buffer_size()
-            and transport.is_reading()
-        )
+        return self._fd >= 0 and transport is not None and not transport.get_write_buffer_size()
 
     def read_in_place(self) -> bool:
         """Read what the socket holds now and handle it, as the loop would, from a thread
