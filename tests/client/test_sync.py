@@ -264,6 +264,20 @@ def test_a_lone_blocking_wait_reads_the_connection_in_place(gearmand, workers, m
     assert True in reads
 
 
+def test_in_place_waits_over_several_servers(two_servers, workers, monkeypatch):
+    for server in two_servers:
+        workers(server, "echo")
+    reads = _count_in_place_reads(monkeypatch)
+    with Client([s.address for s in two_servers], strategy="round_robin") as client:
+        jobs = []
+        for i in range(6):  # one at a time, each server in turn
+            job = client.submit("echo", f"e{i}".encode())
+            assert job.result(10) == f"e{i}".encode()
+            jobs.append(job)
+        assert {str(job.server) for job in jobs} == {s.address for s in two_servers}
+    assert reads.count(True) >= 6
+
+
 @pytest.mark.parametrize("event", ["timer", "thread"])
 def test_the_loop_is_served_while_a_caller_waits_in_place(gearmand, workers, event):
     workers(gearmand, "slow")
