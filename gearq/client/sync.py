@@ -14,7 +14,6 @@ import concurrent.futures
 import contextlib
 import os
 import queue
-import select
 import signal
 import threading
 import time
@@ -29,7 +28,7 @@ except ImportError:  # pragma: no cover - not CPython
     _sig = signal
 
 from ..net.address import ServerAddress, ServerSpec
-from ..net.connection import Connection, in_place_readers
+from ..net.inplace import DONE, InPlaceWaiter
 from ..protocol.errors import GearqError
 from .client import AsyncClient, ClientCallback, ClientEvent
 from .errors import ClientClosed, JobTimeout
@@ -107,17 +106,6 @@ class _Interrupt:
         _sig.signal(_SIGINT, self.previous)
 
 
-def _can_wait_in_place(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether :meth:`DrivenLoop._wait_in_place` can stand in for a pass of ``loop``: the
-    CPython selector loop, whose ready queue, timers, selector and self-pipe it reads
-    (uvloop and others: never)."""
-    return (
-        isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
-        and hasattr(select, "poll")
-        and all(hasattr(loop, name) for name in ("_ready", "_scheduled", "_selector", "_ssock"))
-    )
-
-
 def _catch_sigint(loop: asyncio.AbstractEventLoop) -> _Interrupt | None:
     if (
         threading.current_thread() is threading.main_thread()
@@ -156,10 +144,8 @@ class DrivenLoop:
         self._deadline: float | None = None  # when it stops waiting (loop time)
         self._alarm: asyncio.TimerHandle | None = None  # a wake-up at or before that
         self._closing = False
-        self._readers = in_place_readers(self.loop)
-        self._in_place = _can_wait_in_place(self.loop)
-        self._poll: Any = None  # a select.poll of the readers and the loop's self-pipe
-        self._polled: dict[int, Connection] = {}  # the readers in self._poll
+        # Waits for nothing but the connections skip the loop (see gearq.net.inplace).
+        self._in_place = InPlaceWaiter(self.loop)
         _DRIVERS[id(self.loop)] = self
         self.thread = threading.Thread(target=self._background, name=name, daemon=True)
         self.thread.start()
@@ -262,7 +248,7 @@ class DrivenLoop:
             return done()
         interrupted = _catch_sigint(loop)
         self._caller = done
-        in_place = self._in_place
+        in_place = self._in_place if self._in_place.usable and not loop.get_debug() else None
         try:
             while not done():
                 if interrupted is not None and interrupted.hit:
@@ -272,7 +258,7 @@ class DrivenLoop:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return False
-                if in_place and self._wait_in_place(left):
+                if in_place is not None and in_place.wait(left) == DONE:
                     continue
                 if left is not None:
                     self._deadline = loop.time() + left
@@ -286,53 +272,6 @@ class DrivenLoop:
                 interrupted.restore()
                 if interrupted.hit:
                     raise KeyboardInterrupt
-
-    def _wait_in_place(self, left: float | None) -> bool:
-        """One pass of the loop without the loop, for a caller that holds the baton: wait
-        (up to ``left`` seconds) for the connections to be readable and read them in this
-        thread. True if that handled something or the time is up; False if the loop must
-        run instead (it has callbacks ready, other file descriptors, unwritten bytes; or a
-        timer rang, or another thread woke it). Waiting this way costs two system calls
-        and no pass of the event loop.
-        """
-        loop: Any = self.loop
-        readers = self._readers
-        # (The selector's fd map, not get_map(): two Python calls fewer per wait.)
-        if loop._ready or not readers or len(loop._selector._fd_to_key) != len(readers) + 1:
-            return False
-        for reader in readers.values():
-            if not reader.ready_in_place():
-                return False
-        poll = self._poll
-        if poll is None or readers != self._polled:
-            poll = self._poll = select.poll()
-            self._polled = dict(readers)
-            for fd in readers:
-                poll.register(fd, select.POLLIN)
-            poll.register(loop._ssock.fileno(), select.POLLIN)
-        timer = False
-        scheduled = loop._scheduled
-        if scheduled:
-            wait = scheduled[0].when() - loop.time()
-            if wait <= 0:
-                return False
-            if left is None or wait < left:
-                left, timer = wait, True
-        # poll() takes whole milliseconds: round up, so that nothing rings early.
-        ready = poll.poll(-1 if left is None else int(left * 1000) + 1)
-        if not ready:
-            return not timer  # the caller's own time is up: it sees so itself
-        handled = False
-        asyncio.events._set_running_loop(loop)
-        try:
-            for fd, _events in ready:
-                conn: Connection | None = readers.get(fd)
-                if conn is None or not conn.read_in_place():
-                    return handled  # the self-pipe, an EOF: the loop's work
-                handled = True
-        finally:
-            asyncio.events._set_running_loop(None)
-        return handled
 
     def _arm(self, when: float) -> None:
         # One timer serves successive waits: with the same timeout each deadline is later

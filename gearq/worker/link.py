@@ -375,6 +375,7 @@ class Link:
             self.state = SLEEPING
             self.write(_GRAB + _PRE_SLEEP if count == 1 else _GRAB * count + _PRE_SLEEP)
             self._arm_timer(self.worker.poll_interval, noop=False)
+            self.worker._asleep()
             return
         self.write(_GRAB if count == 1 else _GRAB * count)
 
@@ -504,6 +505,7 @@ class Link:
         self.state = SLEEPING
         self.write(_PRE_SLEEP)
         self._arm_timer(self.worker.poll_interval, noop=False)
+        self.worker._asleep()
 
     def _noop(self) -> None:
         self.worker.stats.noops += 1

@@ -1,0 +1,108 @@
+"""Waiting for a loop's connections without running the loop: a pass of the event loop,
+done in place by a thread that owns the loop.
+
+When an event loop has nothing to do but wait for its connections (no callback ready, no
+timer due, no file descriptor but theirs and its own wake-up pipe, nothing left to
+write), the thread that owns it can wait on their sockets itself and read them in place
+(:meth:`~gearq.net.Connection.read_in_place`), which handles what arrives exactly as the
+loop would. That skips a pass of the loop per wake-up: its selector bookkeeping, its
+timer heap, its callback queue and the transport's read path, ~15 µs of CPython per
+wake-up on the machines gearq is measured on. As soon as anything else needs the loop (a
+callback was scheduled, a timer comes due, another thread wakes it, a connection ends),
+:meth:`InPlaceWaiter.wait` says so and the loop runs as usual.
+
+It reads the CPython selector loop's internals (its ready queue, timer heap, selector and
+wake-up pipe), so it works only there: :attr:`InPlaceWaiter.usable` is False for other
+loops (uvloop, the proactor), and for loops in debug mode (a wait in place is one long
+callback to asyncio's slow-callback warnings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+from typing import Any
+
+from .connection import Connection, in_place_readers
+
+__all__ = ["BUSY", "DONE", "OFF", "InPlaceWaiter"]
+
+#: What :meth:`InPlaceWaiter.wait` returns. DONE: it handled what arrived, or the caller's
+#: time is up. BUSY: the loop must run now (callbacks ready, a timer due, another thread
+#: woke it, a connection ended); waiting in place may work again after one pass of it.
+#: OFF: not while the loop watches other file descriptors or has bytes left to write.
+DONE = 1
+BUSY = 0
+OFF = -1
+
+_LOOP_PARTS = ("_ready", "_scheduled", "_selector", "_ssock", "_stopping")
+
+
+class InPlaceWaiter:
+    """Waits in place for the connections of ``loop`` (see the module docstring)."""
+
+    __slots__ = ("_poll", "_polled", "loop", "readers", "usable")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.readers = in_place_readers(loop)
+        #: Whether :meth:`wait` can ever stand in for a pass of ``loop``.
+        self.usable = (
+            isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+            and hasattr(select, "poll")
+            and all(hasattr(loop, name) for name in _LOOP_PARTS)
+            and hasattr(getattr(loop, "_selector", None), "_fd_to_key")
+        )
+        self._poll: Any = None  # a select.poll of the readers and the loop's wake-up pipe
+        self._polled: dict[int, Connection] = {}  # the readers in self._poll
+
+    def wait(self, left: float | None, *, running: bool = False) -> int:
+        """Wait up to ``left`` seconds (None: no limit) for the connections to be
+        readable, and read them in this thread: DONE, BUSY or OFF (see their comment).
+
+        ``running``: called from a callback of the running loop (else the loop is set as
+        this thread's running loop while what arrives is handled). The caller must own
+        the loop: its thread runs it, or holds it while nobody does.
+        """
+        loop: Any = self.loop
+        if loop._ready or loop._stopping:
+            return BUSY
+        readers = self.readers
+        # (The selector's own fd map, not get_map(): two Python calls fewer a wait.)
+        if not readers or len(loop._selector._fd_to_key) != len(readers) + 1:
+            return OFF
+        for reader in readers.values():
+            if not reader.ready_in_place():
+                return OFF
+        poll = self._poll
+        if poll is None or readers != self._polled:
+            poll = self._poll = select.poll()
+            self._polled = dict(readers)
+            for fd in readers:
+                poll.register(fd, select.POLLIN)
+            poll.register(loop._ssock.fileno(), select.POLLIN)
+        timer = False
+        scheduled = loop._scheduled
+        if scheduled:
+            wait = scheduled[0].when() - loop.time()
+            if wait <= 0:
+                return BUSY
+            if left is None or wait < left:
+                left, timer = wait, True
+        # poll() takes whole milliseconds: round up, so that nothing comes due early.
+        ready = poll.poll(-1 if left is None else int(left * 1000) + 1)
+        if not ready:
+            return BUSY if timer else DONE  # DONE: the caller's own time is up
+        handled = False
+        if not running:
+            asyncio.events._set_running_loop(loop)
+        try:
+            for fd, _events in ready:
+                conn = readers.get(fd)
+                if conn is None or not conn.read_in_place():
+                    return DONE if handled else BUSY  # the wake-up pipe, an EOF
+                handled = True
+        finally:
+            if not running:
+                asyncio.events._set_running_loop(None)
+        return DONE

@@ -1,0 +1,149 @@
+"""A worker alone on its loop waits for its connections in place (gearq.net.inplace): jobs
+are read without a pass of the event loop, and everything else the loop has to do still
+happens on time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from gearq.client import Client
+from gearq.net import Connection
+from gearq.net.inplace import InPlaceWaiter
+from gearq.testing import GearmandProcess
+from gearq.worker import AsyncWorker
+
+from .helpers import make_worker
+
+WORKER_THREAD = "in-place-worker"
+
+
+class _Serving:
+    """An AsyncWorker serving on its own loop in a thread (plus ``extra(loop)``, a
+    coroutine run beside it); ``stop()`` stops it from this thread."""
+
+    def __init__(
+        self,
+        worker: AsyncWorker,
+        extra: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        debug: bool = False,
+    ) -> None:
+        self.worker = worker
+        self.extra = extra
+        self.debug = debug
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=WORKER_THREAD, daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self.loop = asyncio.get_running_loop()
+            serve = asyncio.ensure_future(self.worker.run())
+            await self.worker.wait_ready(10)
+            self.ready.set()
+            if self.extra is not None:
+                await self.extra()
+            await serve
+
+        asyncio.run(main(), debug=self.debug)
+
+    def __enter__(self) -> _Serving:
+        self.thread.start()
+        assert self.ready.wait(10), "the worker was not ready within 10 s"
+        return self
+
+    def stop(self) -> float:
+        """Stop the worker; the seconds that took."""
+        assert self.loop is not None
+        start = time.monotonic()
+        asyncio.run_coroutine_threadsafe(self.worker.stop(), self.loop).result(10)
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        return time.monotonic() - start
+
+    def __exit__(self, *exc: object) -> None:
+        if self.thread.is_alive():
+            self.stop()
+
+
+def _record_in_place_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    reads: list[tuple[str, bool]] = []
+    real = Connection.read_in_place
+
+    def recording(self: Connection) -> bool:
+        got = real(self)
+        reads.append((threading.current_thread().name, got))
+        return got
+
+    monkeypatch.setattr(Connection, "read_in_place", recording)
+    return reads
+
+
+def test_an_idle_worker_reads_its_jobs_in_place(
+    gearmand: GearmandProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _record_in_place_reads(monkeypatch)
+    worker = make_worker(gearmand.address, poll_interval=10.0)
+    worker.register("inplace", lambda job: b"done " + job.payload, inline=True)
+    with _Serving(worker), Client(gearmand.address) as client:
+        for i in range(5):  # one at a time: the worker is idle between them
+            assert client.submit("inplace", b"%d" % i).result(10) == b"done %d" % i
+    in_worker = [got for name, got in reads if name == WORKER_THREAD]
+    # Each job: the NOOP, then the job (with the probe's NO_JOB), read by the worker's
+    # thread without a pass of its loop.
+    assert in_worker.count(True) >= 2 * 5, reads
+
+
+def test_timers_and_coroutines_beside_the_worker_run_on_time(
+    gearmand: GearmandProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[str] = []
+    real_wait = InPlaceWaiter.wait
+
+    def counting(self: InPlaceWaiter, left: float | None, *, running: bool = False) -> bool:
+        waits.append(threading.current_thread().name)
+        return real_wait(self, left, running=running)
+
+    monkeypatch.setattr(InPlaceWaiter, "wait", counting)
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for _ in range(8):
+            await asyncio.sleep(0.05)
+            ticks.append(loop.time() - start)
+
+    worker = make_worker(gearmand.address, poll_interval=0.2)
+    worker.register("inplace", lambda job: job.payload, inline=True)
+    with _Serving(worker, ticker) as serving, Client(gearmand.address) as client:
+        deadline = time.monotonic() + 10
+        while len(ticks) < 8:
+            assert time.monotonic() < deadline, f"the ticker stalled: {ticks}"
+            assert client.submit("inplace", b"x").result(10) == b"x"
+            time.sleep(0.02)
+        serving.stop()
+    assert WORKER_THREAD in waits  # the worker did wait in place meanwhile
+    # 8 sleeps of 50 ms: late by scheduling noise at most, not by a wait in place.
+    assert ticks[-1] < 0.4 + 1.0, ticks
+
+
+def test_a_worker_waiting_in_place_stops_at_once(gearmand: GearmandProcess) -> None:
+    worker = make_worker(gearmand.address, poll_interval=30.0)  # no timer to wake it
+    worker.register("inplace", lambda job: job.payload, inline=True)
+    with _Serving(worker) as serving:
+        time.sleep(0.2)  # asleep at gearmand, waiting in place
+        assert worker._in_place is not None and worker._idle_pending
+        assert serving.stop() < 2  # not at the next timer (the heartbeat: 5 s)
+
+
+def test_no_waiting_in_place_on_a_loop_in_debug_mode(gearmand: GearmandProcess) -> None:
+    worker = make_worker(gearmand.address)
+    worker.register("inplace", lambda job: job.payload, inline=True)
+    with _Serving(worker, debug=True):
+        assert worker._in_place is None
