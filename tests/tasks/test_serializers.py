@@ -229,6 +229,33 @@ def test_msgpack_refuses_nested_unsupported_and_surrogates() -> None:
         MSGPACK.dumps("\ud800")
 
 
+def test_msgpack_packer_is_clean_after_a_refusal_and_safe_across_threads() -> None:
+    import threading
+
+    # dumps() reuses a packer per thread: a refusal half-way must leave nothing behind.
+    value = {"t": (1, (2, 3)), "s": {(4, 5)}, "b": b"x" * 100}
+    expected = MSGPACK.dumps(value)
+    with pytest.raises(SerializationError):
+        MSGPACK.dumps([1, 2, (3, Foo())])
+    assert MSGPACK.dumps(value) == expected
+    assert MSGPACK.loads(expected) == value
+
+    results: dict[int, list[bytes]] = {}
+
+    def pack(n: int) -> None:
+        results[n] = [MSGPACK.dumps({"n": n, "i": i, "t": (n, i)}) for i in range(500)]
+
+    threads = [threading.Thread(target=pack, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n, packed in results.items():
+        assert [MSGPACK.loads(data) for data in packed] == [
+            {"n": n, "i": i, "t": (n, i)} for i in range(500)
+        ]
+
+
 @pytest.mark.parametrize(
     "wire",
     [
