@@ -24,7 +24,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,10 +55,10 @@ class _RawToGearq(_RawRoundTrips):
         self.packet = _packet(SUBMIT_JOB, TASK.encode() + b"\0\0" + call)
 
 
-class _GearqToRaw:
+class _GearqToRaw(_BlockingRoundTrips):
     """``delay(p).get()`` of a raw-serializer task that the raw echo worker serves."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str) -> None:  # (not the base's: another task)
         from gearq.tasks import App
 
         self.app = App("sides", servers=address, env=False)
@@ -69,18 +68,6 @@ class _GearqToRaw:
             return data
 
         self.echo = echo
-
-    def block(self, count: int) -> list[float]:
-        delay = self.echo.delay
-        samples = []
-        for _ in range(count):
-            start = time.perf_counter()
-            delay(PAYLOAD).get(timeout=30)
-            samples.append(time.perf_counter() - start)
-        return samples
-
-    def close(self) -> None:
-        self.app.close()
 
 
 PAIRS: dict[str, Any] = {
