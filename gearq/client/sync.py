@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - not CPython
     _sig = signal
 
 from ..net.address import ServerAddress, ServerSpec
-from ..net.inplace import DONE, InPlaceWaiter
+from ..net.inplace import DONE, waiter_for
 from ..protocol.errors import GearqError
 from .client import AsyncClient, ClientCallback, ClientEvent
 from .errors import ClientClosed, JobTimeout
@@ -145,7 +145,7 @@ class DrivenLoop:
         self._alarm: asyncio.TimerHandle | None = None  # a wake-up at or before that
         self._closing = False
         # Waits for nothing but the connections skip the loop (see gearq.net.inplace).
-        self._in_place = InPlaceWaiter(self.loop)
+        self._in_place = waiter_for(self.loop)
         _DRIVERS[id(self.loop)] = self
         self.thread = threading.Thread(target=self._background, name=name, daemon=True)
         self.thread.start()

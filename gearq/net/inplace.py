@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import select
+import weakref
 from typing import Any
 
 from .connection import Connection, in_place_readers
 
-__all__ = ["BUSY", "DONE", "OFF", "InPlaceWaiter"]
+__all__ = ["BUSY", "DONE", "OFF", "InPlaceWaiter", "waiter_for"]
 
 #: What :meth:`InPlaceWaiter.wait` returns. DONE: it handled what arrived, or the caller's
 #: time is up. BUSY: the loop must run now (callbacks ready, a timer due, another thread
@@ -38,10 +39,25 @@ OFF = -1
 _LOOP_PARTS = ("_ready", "_scheduled", "_selector", "_ssock", "_stopping")
 
 
-class InPlaceWaiter:
-    """Waits in place for the connections of ``loop`` (see the module docstring)."""
+_WAITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InPlaceWaiter] = (
+    weakref.WeakKeyDictionary()
+)
 
-    __slots__ = ("_poll", "_polled", "loop", "readers", "usable")
+
+def waiter_for(loop: asyncio.AbstractEventLoop) -> InPlaceWaiter:
+    """The one :class:`InPlaceWaiter` of ``loop`` (one per loop, so that everything on the
+    loop that waits in place shares one :meth:`~InPlaceWaiter.idle_soon`)."""
+    waiter = _WAITERS.get(loop)
+    if waiter is None:
+        waiter = _WAITERS[loop] = InPlaceWaiter(loop)
+    return waiter
+
+
+class InPlaceWaiter:
+    """Waits in place for the connections of ``loop`` (see the module docstring). Get it
+    with :func:`waiter_for`."""
+
+    __slots__ = ("_pending", "_poll", "_polled", "loop", "readers", "usable")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -55,6 +71,41 @@ class InPlaceWaiter:
         )
         self._poll: Any = None  # a select.poll of the readers and the loop's wake-up pipe
         self._polled: dict[int, Connection] = {}  # the readers in self._poll
+        self._pending = False  # idle() is scheduled or running
+
+    @property
+    def idling(self) -> bool:
+        """True while :meth:`idle_soon`'s callback is scheduled or waiting in place."""
+        return self._pending
+
+    def idle_soon(self) -> None:
+        """Wait in place whenever the (running) loop is idle, from a callback of its own,
+        from the next pass of the loop on: the connections' packets are then read and
+        handled without a pass of the loop each. The loop gets control back as soon as
+        it has anything else to do, and the waiting resumes after that pass; it ends
+        when waiting in place cannot work (other file descriptors, unwritten bytes, no
+        connections left) until the next call. Call it when the loop may soon have
+        nothing to do but wait for the connections (a worker's connection went to sleep).
+        Not for loops in debug mode (see the module docstring)."""
+        if not self._pending and self.usable:
+            self._pending = True
+            self.loop.call_soon(self._idle)
+
+    def _idle(self) -> None:
+        outcome = OFF
+        try:
+            while True:
+                outcome = self.wait(None, running=True)
+                if outcome != DONE:
+                    break
+        finally:
+            if outcome == BUSY:
+                # After the pass of the loop it needs. No spin: this then either waits
+                # in place or finds the loop busy with other work (and there is one such
+                # callback per loop, so two users of it cannot keep each other busy).
+                self.loop.call_soon(self._idle)
+            else:
+                self._pending = False
 
     def wait(self, left: float | None, *, running: bool = False) -> int:
         """Wait up to ``left`` seconds (None: no limit) for the connections to be

@@ -38,7 +38,7 @@ from typing import Any
 
 from ..net.address import ServerAddress, ServerSpec, parse_servers
 from ..net.connection import ConnectionOptions
-from ..net.inplace import BUSY, DONE, OFF, InPlaceWaiter
+from ..net.inplace import InPlaceWaiter, waiter_for
 from ..net.recover import RecoverPolicy
 from ..protocol.codec import encode_request
 from ..protocol.limits import MAX_CLIENT_ID, check_client_id, check_function
@@ -233,7 +233,6 @@ class AsyncWorker:
         self._stopped: asyncio.Future[None] | None = None
         self._force = False
         self._in_place: InPlaceWaiter | None = None  # set by run() where it can work
-        self._idle_pending = False
 
     # -- registration ----------------------------------------------------------------------
 
@@ -356,7 +355,7 @@ class AsyncWorker:
         self._grab_window = self.grab_window
         self._free = self._concurrency
         self._stopped = loop.create_future()
-        waiter = InPlaceWaiter(loop)
+        waiter = waiter_for(loop)
         if waiter.usable and not loop.get_debug():
             self._in_place = waiter
         if self._executor is None and any(f.kind == THREAD for f in self._functions.values()):
@@ -380,29 +379,10 @@ class AsyncWorker:
         """A connection has just sent PRE_SLEEP: the loop may soon have nothing to do but
         wait for the connections. Then wait for them in place (gearq.net.inplace): a job
         that wakes an idle worker costs no pass of the event loop to read its NOOP, nor
-        its assignment. Leaves the loop to itself as soon as anything else needs it, until
-        a connection next goes to sleep."""
-        if self._in_place is not None and not self._idle_pending:
-            self._idle_pending = True
-            self.loop.call_soon(self._wait_in_place)
-
-    def _wait_in_place(self) -> None:
-        # (_idle_pending stays set meanwhile: connections that go to sleep in here need
-        # no other call of this.)
+        its assignment."""
         waiter = self._in_place
-        outcome = OFF
-        try:
-            while waiter is not None and not self.stopping:
-                outcome = waiter.wait(None, running=True)
-                if outcome != DONE:
-                    break
-        finally:
-            if outcome == BUSY and not self.stopping:
-                # Once more after the loop has done what it must: no spin, since this
-                # either waits in place then or finds the loop busy with other work.
-                self.loop.call_soon(self._wait_in_place)
-            else:
-                self._idle_pending = False
+        if waiter is not None:
+            waiter.idle_soon()
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until every connection is up and gearmand has taken its registration

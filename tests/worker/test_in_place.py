@@ -138,7 +138,7 @@ def test_a_worker_waiting_in_place_stops_at_once(gearmand: GearmandProcess) -> N
     worker.register("inplace", lambda job: job.payload, inline=True)
     with _Serving(worker) as serving:
         time.sleep(0.2)  # asleep at gearmand, waiting in place
-        assert worker._in_place is not None and worker._idle_pending
+        assert worker._in_place is not None and worker._in_place.idling
         assert serving.stop() < 2  # not at the next timer (the heartbeat: 5 s)
 
 
@@ -147,3 +147,37 @@ def test_no_waiting_in_place_on_a_loop_in_debug_mode(gearmand: GearmandProcess) 
     worker.register("inplace", lambda job: job.payload, inline=True)
     with _Serving(worker, debug=True):
         assert worker._in_place is None
+
+
+def test_two_workers_on_one_loop_wait_in_place_without_spinning(
+    gearmand: GearmandProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[int] = []
+    real_wait = InPlaceWaiter.wait
+
+    def counting(self: InPlaceWaiter, left: float | None, *, running: bool = False) -> int:
+        outcome = real_wait(self, left, running=running)
+        waits.append(outcome)
+        return outcome
+
+    monkeypatch.setattr(InPlaceWaiter, "wait", counting)
+    first = make_worker(gearmand.address, poll_interval=30.0)
+    first.register("one", lambda job: b"1 " + job.payload, inline=True)
+    second = make_worker(gearmand.address, poll_interval=30.0)
+    second.register("two", lambda job: b"2 " + job.payload, inline=True)
+
+    async def serve_second() -> None:
+        await second.run()
+
+    with _Serving(first, serve_second) as serving, Client(gearmand.address) as client:
+        assert serving.loop is not None
+        asyncio.run_coroutine_threadsafe(second.wait_ready(10), serving.loop).result(10)
+        assert client.submit("one", b"a").result(10) == b"1 a"
+        assert client.submit("two", b"b").result(10) == b"2 b"
+        time.sleep(0.1)
+        before = len(waits)
+        time.sleep(0.5)  # both idle: one wait in place, not two callbacks taking turns
+        idle_waits = len(waits) - before
+        assert client.submit("two", b"c").result(10) == b"2 c"
+        asyncio.run_coroutine_threadsafe(second.stop(), serving.loop).result(10)
+    assert idle_waits < 20, idle_waits
