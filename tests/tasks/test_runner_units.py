@@ -115,10 +115,13 @@ def test_retry_raises_with_the_handled_exception_as_cause() -> None:
 
 
 def _threads_call(
-    fn: Any, *args: Any, answer: Any = None
+    fn: Any, *args: Any, answer: Any = None, quick: bool = False
 ) -> tuple[Any, list[str]]:
-    """``call_waiting_now(fn, *args)`` on a fresh pool; the outcome and how it came back
-    (``"answered"`` when ``answer`` took the value in the pool thread)."""
+    """``call_waiting_now(fn, *args)`` on a pool whose thread is started and idle; the
+    outcome and how it came back (``"answered"`` when ``answer`` took the value in the
+    pool thread). ``quick``: a call expected back within HANDOFF_WAIT (1 ms): on a busy
+    machine a thread can miss that now and then, so it gets up to five tries, and the
+    first that came back in place counts (one that never does still fails the test)."""
     import asyncio
 
     from gearq.tasks.runner import _Threads
@@ -134,14 +137,21 @@ def _threads_call(
 
         threads._deliver = spy  # type: ignore[method-assign]
         try:
-            try:
-                handoff, fut = threads.call_waiting_now(fn, *args, answer=answer)
-                value: Any = handoff.take() if handoff is not None else await fut
-                if handoff is not None and handoff.answered:
-                    delivered.append("answered")
-            except Exception as exc:
-                value = exc
-            await asyncio.sleep(0.05)  # a late delivery would show up here
+            await threads.submit(lambda: None)  # start the thread: not part of the call
+            await asyncio.sleep(0.01)
+            delivered.clear()
+            for _ in range(5 if quick else 1):
+                delivered.clear()
+                try:
+                    handoff, fut = threads.call_waiting_now(fn, *args, answer=answer)
+                    value: Any = handoff.take() if handoff is not None else await fut
+                    if handoff is not None and handoff.answered:
+                        delivered.append("answered")
+                except Exception as exc:
+                    value = exc
+                await asyncio.sleep(0.05)  # a late delivery would show up here
+                if "loop" not in delivered:
+                    break
             return value, delivered
         finally:
             threads.shutdown()
@@ -152,7 +162,7 @@ def _threads_call(
 def test_a_quick_call_comes_back_in_place_not_through_the_loop() -> None:
     import threading
 
-    value, delivered = _threads_call(lambda x: (x, threading.current_thread().name), 7)
+    value, delivered = _threads_call(lambda x: (x, threading.current_thread().name), 7, quick=True)
     assert value[0] == 7 and value[1].startswith("gearq-task-")  # still ran in a pool thread
     assert delivered == []
 
@@ -161,7 +171,7 @@ def test_a_quick_call_that_raises_raises_in_place() -> None:
     def boom() -> None:
         raise KeyError("k")
 
-    value, delivered = _threads_call(boom)
+    value, delivered = _threads_call(boom, quick=True)
     assert isinstance(value, KeyError) and delivered == []
 
 
@@ -183,7 +193,7 @@ def test_a_quick_call_is_answered_from_its_thread_when_asked() -> None:
         seen.append((value, threading.current_thread().name))
         return True
 
-    value, delivered = _threads_call(lambda: 5, answer=answer)
+    value, delivered = _threads_call(lambda: 5, answer=answer, quick=True)
     assert value == 5 and delivered == ["answered"]
     assert seen[0][0] == 5 and seen[0][1].startswith("gearq-task-")
 
@@ -202,7 +212,7 @@ def test_a_call_that_raises_or_outlasts_the_wait_is_not_answered_from_its_thread
         time.sleep(0.05)
         return "late"
 
-    value, delivered = _threads_call(boom, answer=answer)
+    value, delivered = _threads_call(boom, answer=answer, quick=True)
     assert isinstance(value, KeyError) and delivered == []
     value, delivered = _threads_call(nap, answer=answer)
     assert value == "late" and delivered == ["loop"]
