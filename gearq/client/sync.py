@@ -145,7 +145,8 @@ class DrivenLoop:
         self._alarm: asyncio.TimerHandle | None = None  # a wake-up at or before that
         self._closing = False
         # Waits for nothing but the connections skip the loop (see gearq.net.inplace).
-        self._in_place = waiter_for(self.loop)
+        waiter = waiter_for(self.loop)
+        self._in_place = waiter if waiter.usable else None
         _DRIVERS[id(self.loop)] = self
         self.thread = threading.Thread(target=self._background, name=name, daemon=True)
         self.thread.start()
@@ -248,7 +249,7 @@ class DrivenLoop:
             return done()
         interrupted = _catch_sigint(loop)
         self._caller = done
-        in_place = self._in_place if self._in_place.usable and not loop.get_debug() else None
+        in_place = self._in_place
         try:
             while not done():
                 if interrupted is not None and interrupted.hit:

@@ -13,8 +13,8 @@ callback was scheduled, a timer comes due, another thread wakes it, a connection
 
 It reads the CPython selector loop's internals (its ready queue, timer heap, selector and
 wake-up pipe), so it works only there: :attr:`InPlaceWaiter.usable` is False for other
-loops (uvloop, the proactor), and for loops in debug mode (a wait in place is one long
-callback to asyncio's slow-callback warnings).
+loops (uvloop, the proactor). It also stands aside while a loop is in debug mode (a wait in
+place would read as one long callback to asyncio's slow-callback warnings).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ DONE = 1
 BUSY = 0
 OFF = -1
 
-_LOOP_PARTS = ("_ready", "_scheduled", "_selector", "_ssock", "_stopping")
+_LOOP_PARTS = ("_debug", "_ready", "_scheduled", "_selector", "_ssock", "_stopping")
 
 
 _WAITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InPlaceWaiter] = (
@@ -85,8 +85,7 @@ class InPlaceWaiter:
         it has anything else to do, and the waiting resumes after that pass; it ends
         when waiting in place cannot work (other file descriptors, unwritten bytes, no
         connections left) until the next call. Call it when the loop may soon have
-        nothing to do but wait for the connections (a worker's connection went to sleep).
-        Not for loops in debug mode (see the module docstring)."""
+        nothing to do but wait for the connections (a worker's connection went to sleep)."""
         if not self._pending and self.usable:
             self._pending = True
             self.loop.call_soon(self._idle)
@@ -120,7 +119,7 @@ class InPlaceWaiter:
             return BUSY
         readers = self.readers
         # (The selector's own fd map, not get_map(): two Python calls fewer a wait.)
-        if not readers or len(loop._selector._fd_to_key) != len(readers) + 1:
+        if not readers or len(loop._selector._fd_to_key) != len(readers) + 1 or loop._debug:
             return OFF
         for reader in readers.values():
             if not reader.ready_in_place():

@@ -356,7 +356,7 @@ class AsyncWorker:
         self._free = self._concurrency
         self._stopped = loop.create_future()
         waiter = waiter_for(loop)
-        if waiter.usable and not loop.get_debug():
+        if waiter.usable:
             self._in_place = waiter
         if self._executor is None and any(f.kind == THREAD for f in self._functions.values()):
             self._executor = HandlerThreads(self.concurrency)

@@ -14,7 +14,7 @@ import pytest
 
 from gearq.client import Client
 from gearq.net import Connection
-from gearq.net.inplace import InPlaceWaiter
+from gearq.net.inplace import DONE, InPlaceWaiter
 from gearq.testing import GearmandProcess
 from gearq.worker import AsyncWorker
 
@@ -84,6 +84,20 @@ def _record_in_place_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, b
     return reads
 
 
+def _record_waits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every InPlaceWaiter.wait from now on: (thread name, outcome)."""
+    waits: list[tuple[str, int]] = []
+    real_wait = InPlaceWaiter.wait
+
+    def recording(self: InPlaceWaiter, left: float | None, *, running: bool = False) -> int:
+        outcome = real_wait(self, left, running=running)
+        waits.append((threading.current_thread().name, outcome))
+        return outcome
+
+    monkeypatch.setattr(InPlaceWaiter, "wait", recording)
+    return waits
+
+
 def test_an_idle_worker_reads_its_jobs_in_place(
     gearmand: GearmandProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,14 +116,7 @@ def test_an_idle_worker_reads_its_jobs_in_place(
 def test_timers_and_coroutines_beside_the_worker_run_on_time(
     gearmand: GearmandProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waits: list[str] = []
-    real_wait = InPlaceWaiter.wait
-
-    def counting(self: InPlaceWaiter, left: float | None, *, running: bool = False) -> bool:
-        waits.append(threading.current_thread().name)
-        return real_wait(self, left, running=running)
-
-    monkeypatch.setattr(InPlaceWaiter, "wait", counting)
+    waits = _record_waits(monkeypatch)
     ticks: list[float] = []
 
     async def ticker() -> None:
@@ -128,7 +135,7 @@ def test_timers_and_coroutines_beside_the_worker_run_on_time(
             assert client.submit("inplace", b"x").result(10) == b"x"
             time.sleep(0.02)
         serving.stop()
-    assert WORKER_THREAD in waits  # the worker did wait in place meanwhile
+    assert (WORKER_THREAD, DONE) in waits  # the worker did wait in place meanwhile
     # 8 sleeps of 50 ms: late by scheduling noise at most, not by a wait in place.
     assert ticks[-1] < 0.4 + 1.0, ticks
 
@@ -142,25 +149,23 @@ def test_a_worker_waiting_in_place_stops_at_once(gearmand: GearmandProcess) -> N
         assert serving.stop() < 2  # not at the next timer (the heartbeat: 5 s)
 
 
-def test_no_waiting_in_place_on_a_loop_in_debug_mode(gearmand: GearmandProcess) -> None:
-    worker = make_worker(gearmand.address)
+def test_no_waiting_in_place_on_a_loop_in_debug_mode(
+    gearmand: GearmandProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _record_in_place_reads(monkeypatch)
+    worker = make_worker(gearmand.address, poll_interval=10.0)
     worker.register("inplace", lambda job: job.payload, inline=True)
-    with _Serving(worker, debug=True):
-        assert worker._in_place is None
+    with _Serving(worker, debug=True), Client(gearmand.address) as client:
+        for i in range(3):
+            assert client.submit("inplace", b"%d" % i).result(10) == b"%d" % i
+    # Jobs served, each packet read by the loop (the slow-callback warnings stay true).
+    assert [got for name, got in reads if name == WORKER_THREAD and got] == []
 
 
 def test_two_workers_on_one_loop_wait_in_place_without_spinning(
     gearmand: GearmandProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waits: list[int] = []
-    real_wait = InPlaceWaiter.wait
-
-    def counting(self: InPlaceWaiter, left: float | None, *, running: bool = False) -> int:
-        outcome = real_wait(self, left, running=running)
-        waits.append(outcome)
-        return outcome
-
-    monkeypatch.setattr(InPlaceWaiter, "wait", counting)
+    waits = _record_waits(monkeypatch)
     first = make_worker(gearmand.address, poll_interval=30.0)
     first.register("one", lambda job: b"1 " + job.payload, inline=True)
     second = make_worker(gearmand.address, poll_interval=30.0)
