@@ -33,6 +33,7 @@ from ..protocol.packets import PacketType
 from .errors import ClientClosed, JobConnectionLost, NoServerAvailable, detail
 from .feed import DONE, DRAIN, ROOM, Span, SpanWriter
 from .job import BackgroundBatch, Job, JobState, JobStatus, Priority, UniqueStatus
+from .lane import LaneCall
 from .link import FLUSH_AT, Request, ServerLink
 from .many import BatchEntry, ForegroundBatch, ForegroundSpan, check_payloads, check_uniques
 from .pool import ServerPool, Strategy, make_strategy
@@ -235,6 +236,51 @@ class AsyncClient:
             function, payload, background, priority, unique, timeout, resubmit_on_failure, send
         )
         return None if queued is None else queued[0]
+
+    def send_lane(
+        self, function: str | bytes, payload: bytes, priority: Priority = Priority.NORMAL
+    ) -> LaneCall | None:
+        """Send a foreground submit as a :class:`~gearq.client.lane.LaneCall`, from the
+        thread that owns the loop, if the chosen server's connection is idle (nothing
+        sent and unanswered, no job in flight, nothing left to write) and can be read in
+        place, the function was submitted before, and no job timeout applies; else None
+        and nothing was done. The caller must set the lane's ``on_done`` and make sure
+        whoever takes the loop next materializes it first (see the lane's module)."""
+        fast = self._fast.get(function)
+        if fast is None:
+            try:
+                self._function(function)  # checks the name, and remembers it (or not: full)
+            except ArgumentError:
+                return None
+            fast = self._fast.get(function)
+        if (
+            fast is None
+            or payload.__class__ is not bytes
+            or self._closed
+            or self.job_timeout is not None
+            or (self.max_payload_size is not None and len(payload) > self.max_payload_size)
+        ):
+            return None
+        head = FG_HEAD if priority is NORMAL else SUBMIT_HEADS.get((False, priority))
+        if head is None:
+            return None
+        order: Sequence[int] | None = self.pool.fixed_order
+        if order is None:
+            if not all(link.conn is not None for link in self._links):
+                return None
+            order = self.pool.candidates(b"")
+        link = self._links[order[0]] if order else None
+        if link is None or (conn := link.conn) is None:
+            return None
+        if link.pending or link.jobs or link.wbuf or link.waiting_room or not conn.ready_in_place():
+            return None
+        fn, fn_nul, fixed = fast
+        packet = b"".join((head, (fixed + len(payload)).to_bytes(4, "big"), fn_nul, NUL, payload))
+        try:
+            conn.send(packet)
+        except ConnectionLost:
+            return None
+        return LaneCall(link, conn, fn, payload, priority, self.resubmit_on_failure)
 
     def _queue_now(
         self,

@@ -225,6 +225,11 @@ class ServerLink:
             if entry in self._writers:
                 self._writers.remove(entry)
 
+    @property
+    def waiting_room(self) -> bool:
+        """Batches wait for room in this link's window."""
+        return bool(self._writers)
+
     def _refill(self) -> None:
         """Write the submits of waiting batches that the window has room for now."""
         writers = self._writers

@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - not CPython
     _sig = signal
 
 from ..net.address import ServerAddress, ServerSpec
-from ..net.inplace import DONE, waiter_for
+from ..net.inplace import DONE, READY, InPlaceWaiter, waiter_for
 from ..protocol.errors import GearqError
 from .client import AsyncClient, ClientCallback, ClientEvent
 from .errors import ClientClosed, JobTimeout
@@ -42,6 +42,7 @@ from .job import (
     Priority,
     UniqueStatus,
 )
+from .lane import LaneCall
 from .many import ForegroundBatch
 
 __all__ = ["Client", "DrivenLoop", "SyncJob", "driver_of"]
@@ -144,6 +145,9 @@ class DrivenLoop:
         self._deadline: float | None = None  # when it stops waiting (loop time)
         self._alarm: asyncio.TimerHandle | None = None  # a wake-up at or before that
         self._closing = False
+        #: A lone call read by its waiter (gearq.client.lane): made into a job by whoever
+        #: takes the loop next, before anything else.
+        self.lane: LaneCall | None = None
         # Waits for nothing but the connections skip the loop (see gearq.net.inplace).
         waiter = waiter_for(self.loop)
         self._in_place = waiter if waiter.usable else None
@@ -168,6 +172,7 @@ class DrivenLoop:
                 continue  # a caller runs the loop
             try:
                 if not self._handover:
+                    self._settle_lane()
                     loop.run_forever()  # until a caller asks for the baton, or close
             finally:
                 if self._handover:
@@ -247,6 +252,7 @@ class DrivenLoop:
         loop = self.loop
         if loop.is_closed():
             return done()
+        self._settle_lane()
         interrupted = _catch_sigint(loop)
         self._caller = done
         in_place = self._in_place
@@ -354,11 +360,111 @@ class DrivenLoop:
             # loop's only user until it is released.
             asyncio.events._set_running_loop(self.loop)
             try:
+                self._settle_lane()
                 return fn()
             finally:
                 asyncio.events._set_running_loop(None)
         finally:
             self._release()
+
+    def send_lane(
+        self,
+        client: AsyncClient,
+        function: bytes,
+        payload: bytes,
+        priority: Priority,
+        bind: Callable[[LaneCall], _T],
+    ) -> _T | None:
+        """Send a foreground submit as this driver's lane (see gearq.client.lane) from a
+        thread outside the loop, if nobody runs the loop and ``client`` can
+        (:meth:`AsyncClient.send_lane`); then ``bind(lane)``, before anyone else can
+        take the loop, must give the lane its ``on_done`` and ``on_job``. Returns what
+        ``bind`` returned, or None (nothing was sent)."""
+        if asyncio._get_running_loop() is not None or not self._baton.acquire(blocking=False):
+            return None
+        try:
+            if self.loop.is_closed():
+                return None
+            self._settle_lane()
+            lane = client.send_lane(function, payload, priority)
+            if lane is None:
+                return None
+            bound = bind(lane)
+            self.lane = lane
+            return bound
+        finally:
+            self._release()
+
+    def _settle_lane(self) -> None:
+        # (Holding the baton.) Before the loop runs or anything else is sent.
+        lane = self.lane
+        if lane is None:
+            return
+        self.lane = None
+        if not lane.open:
+            return
+        if asyncio._get_running_loop() is self.loop:
+            lane.materialize()
+            return
+        asyncio.events._set_running_loop(self.loop)  # what it hands on may need it
+        try:
+            lane.materialize()
+        finally:
+            asyncio.events._set_running_loop(None)
+
+    def wait_lane(self, lane: LaneCall, timeout: float | None) -> bool | None:
+        """Wait for ``lane`` (this driver's open lane) by reading its connection in this
+        thread: True once it finished (its ``on_done`` was called), False after
+        ``timeout`` seconds (it goes on), None if it cannot be waited for this way (any
+        more): it has been made a Job, or something else needs the loop; wait as usual."""
+        waiter = self._in_place
+        if waiter is None or _PID[0] != self.pid or asyncio._get_running_loop() is not None:
+            return None
+        if not self._baton.acquire(blocking=False):
+            return None
+        try:
+            if self.lane is not lane or not lane.open or self.loop.is_closed():
+                return None
+            return self._run_lane(lane, waiter, timeout)
+        finally:
+            self._release()
+
+    def _run_lane(
+        self, lane: LaneCall, waiter: InPlaceWaiter, timeout: float | None
+    ) -> bool | None:
+        loop = self.loop
+        conn = lane.conn
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interrupted = _catch_sigint(loop)
+        asyncio.events._set_running_loop(loop)
+        try:
+            while True:
+                left = None
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                got = waiter.poll_for(conn, left)
+                if interrupted is not None and interrupted.hit:
+                    return None
+                if got == READY:
+                    data = conn.read_unhandled()
+                    if data is None:
+                        return None  # the end of the stream: the loop meets it too
+                    if data and lane.feed(data):
+                        if self.lane is lane:
+                            self.lane = None
+                        return True
+                    if not lane.open:
+                        return None
+                elif got != DONE:
+                    return None  # the loop has other work: it makes the lane a job first
+        finally:
+            asyncio.events._set_running_loop(None)
+            if interrupted is not None:
+                interrupted.restore()
+                if interrupted.hit:
+                    raise KeyboardInterrupt
 
     def schedule(self, fn: Callable[[], object]) -> None:
         """Schedule ``fn`` in the loop from any thread, for a caller about to wait: when

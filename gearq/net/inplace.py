@@ -26,7 +26,7 @@ from typing import Any
 
 from .connection import Connection, in_place_readers
 
-__all__ = ["BUSY", "DONE", "OFF", "InPlaceWaiter", "waiter_for"]
+__all__ = ["BUSY", "DONE", "OFF", "READY", "InPlaceWaiter", "waiter_for"]
 
 #: What :meth:`InPlaceWaiter.wait` returns. DONE: it handled what arrived, or the caller's
 #: time is up. BUSY: the loop must run now (callbacks ready, a timer due, another thread
@@ -35,6 +35,8 @@ __all__ = ["BUSY", "DONE", "OFF", "InPlaceWaiter", "waiter_for"]
 DONE = 1
 BUSY = 0
 OFF = -1
+#: :meth:`InPlaceWaiter.poll_for`: the caller's connection has bytes to read.
+READY = 2
 
 _LOOP_PARTS = ("_debug", "_ready", "_scheduled", "_selector", "_ssock", "_stopping")
 
@@ -57,7 +59,7 @@ class InPlaceWaiter:
     """Waits in place for the connections of ``loop`` (see the module docstring). Get it
     with :func:`waiter_for`."""
 
-    __slots__ = ("_pending", "_poll", "_polled", "loop", "readers", "usable")
+    __slots__ = ("_pending", "_poll_obj", "_polled", "loop", "readers", "usable")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -69,8 +71,8 @@ class InPlaceWaiter:
             and all(hasattr(loop, name) for name in _LOOP_PARTS)
             and hasattr(getattr(loop, "_selector", None), "_fd_to_key")
         )
-        self._poll: Any = None  # a select.poll of the readers and the loop's wake-up pipe
-        self._polled: dict[int, Connection] = {}  # the readers in self._poll
+        self._poll_obj: Any = None  # a select.poll of the readers and the loop's wake-up pipe
+        self._polled: dict[int, Connection] = {}  # the readers in self._poll_obj
         self._pending = False  # idle() is scheduled or running
 
     @property
@@ -114,35 +116,11 @@ class InPlaceWaiter:
         this thread's running loop while what arrives is handled). The caller must own
         the loop: its thread runs it, or holds it while nobody does.
         """
-        loop: Any = self.loop
-        if loop._ready or loop._stopping:
-            return BUSY
+        ready = self._poll(left)
+        if isinstance(ready, int):
+            return ready
+        loop = self.loop
         readers = self.readers
-        # (The selector's own fd map, not get_map(): two Python calls fewer a wait.)
-        if not readers or len(loop._selector._fd_to_key) != len(readers) + 1 or loop._debug:
-            return OFF
-        for reader in readers.values():
-            if not reader.ready_in_place():
-                return OFF
-        poll = self._poll
-        if poll is None or readers != self._polled:
-            poll = self._poll = select.poll()
-            self._polled = dict(readers)
-            for fd in readers:
-                poll.register(fd, select.POLLIN)
-            poll.register(loop._ssock.fileno(), select.POLLIN)
-        timer = False
-        scheduled = loop._scheduled
-        if scheduled:
-            wait = scheduled[0].when() - loop.time()
-            if wait <= 0:
-                return BUSY
-            if left is None or wait < left:
-                left, timer = wait, True
-        # poll() takes whole milliseconds: round up, so that nothing comes due early.
-        ready = poll.poll(-1 if left is None else int(left * 1000) + 1)
-        if not ready:
-            return BUSY if timer else DONE  # DONE: the caller's own time is up
         handled = False
         if not running:
             asyncio.events._set_running_loop(loop)
@@ -156,3 +134,47 @@ class InPlaceWaiter:
             if not running:
                 asyncio.events._set_running_loop(None)
         return DONE
+
+    def poll_for(self, conn: Connection, left: float | None) -> int:
+        """:meth:`wait` for a caller that reads ``conn`` itself: READY when ``conn`` (and
+        nothing else) is readable, else what :meth:`wait` would return without reading
+        (DONE: the time is up)."""
+        ready = self._poll(left)
+        if isinstance(ready, int):
+            return ready
+        if len(ready) == 1 and ready[0][0] == conn._fd:
+            return READY
+        return BUSY
+
+    def _poll(self, left: float | None) -> int | list[tuple[int, int]]:
+        """The checks of a wait, then the poll: an outcome, or what poll() found."""
+        loop: Any = self.loop
+        if loop._ready or loop._stopping:
+            return BUSY
+        readers = self.readers
+        # (The selector's own fd map, not get_map(): two Python calls fewer a wait.)
+        if not readers or len(loop._selector._fd_to_key) != len(readers) + 1 or loop._debug:
+            return OFF
+        for reader in readers.values():
+            if not reader.ready_in_place():
+                return OFF
+        poll = self._poll_obj
+        if poll is None or readers != self._polled:
+            poll = self._poll_obj = select.poll()
+            self._polled = dict(readers)
+            for fd in readers:
+                poll.register(fd, select.POLLIN)
+            poll.register(loop._ssock.fileno(), select.POLLIN)
+        timer = False
+        scheduled = loop._scheduled
+        if scheduled:
+            wait = scheduled[0].when() - loop.time()
+            if wait <= 0:
+                return BUSY
+            if left is None or wait < left:
+                left, timer = wait, True
+        # poll() takes whole milliseconds: round up, so that nothing comes due early.
+        ready: list[tuple[int, int]] = poll.poll(-1 if left is None else int(left * 1000) + 1)
+        if not ready:
+            return BUSY if timer else DONE  # DONE: the caller's own time is up
+        return ready

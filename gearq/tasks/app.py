@@ -69,6 +69,7 @@ from typing_extensions import ParamSpec
 from ..client.client import AsyncClient
 from ..client.errors import ClientClosed
 from ..client.job import Priority
+from ..client.lane import LaneCall
 from ..client.pool import Strategy, make_strategy
 from ..client.sync import DrivenLoop, current_pid
 from ..net.address import ServerAddress, ServerSpec, parse_servers
@@ -270,6 +271,7 @@ class _View:
 # A submit request: function, payload, background, priority, unique, run_at, timeout.
 _Submit = tuple[bytes, bytes, bool, Priority, "bytes | None", "float | None", "float | None"]
 
+
 class _Resume:
     """The rest of a coroutine that was started by hand and is waiting on ``first``."""
 
@@ -370,12 +372,7 @@ class _ThreadHome(_Home):
         system call per call would cost the burst more than it saves)."""
         if self.closed:
             raise ClientClosed("the app's client is closed")
-        if (
-            not self.queue
-            and self.fg == 0
-            and self.bg == 0
-            and self._submit_here(result, request)
-        ):
+        if not self.queue and self.fg == 0 and self.bg == 0 and self._submit_here(result, request):
             return
         self.queue.append((result, request))
         if not self.scheduled:
@@ -431,9 +428,23 @@ class _ThreadHome(_Home):
         if self.closed or self.queue or self.fg or self.bg or request[2] or request[5]:
             return None
         client = self.client
+        fn, payload, _, priority, unique, _, timeout = request
+        if unique is None and timeout is None:
+            # Read by its waiter, without the client's bookkeeping: see gearq.client.lane.
+
+            def bind(lane: LaneCall) -> AsyncResult[R]:
+                # (No gate: the waiter reads the lane; another thread's wait makes one.)
+                result = make_result(task_id, False)
+                result._home = self.fg_view
+                self.fg += 1
+                result._take_lane(lane, self.driver)
+                return result
+
+            sent = self.driver.send_lane(client, fn, payload, priority, bind)
+            if sent is not None:
+                return sent
 
         def send() -> AsyncResult[R] | None:
-            fn, payload, _, priority, unique, _, timeout = request
             job = client.submit_now(
                 fn, payload, priority=priority, unique=unique, timeout=timeout, send=True
             )

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from ..client.errors import JobException, JobFailed, JobTimeout, SubmitError
 from ..client.job import Job, JobState
+from ..client.lane import LaneCall
 from ..client.sync import DrivenLoop, driver_of
 from ..net.address import ServerAddress
 from ..protocol.errors import GearqError
@@ -232,34 +233,35 @@ class AsyncResult(Generic[R_co]):
         The last ``(numerator, denominator)`` the task reported, or None.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_afuts",
-        "_attempt",
-        "_callbacks",
-        "_chunks",
-        "_cond",
-        "_done",
-        "_driver",
-        "_error",
-        "_failure",
-        "_gate",
-        "_home",
-        "_job",
-        "_listening",
-        "_meta",
-        "_progress",
-        "_registry",
-        "_serializer",
-        "_state",
-        "_stream_result",
-        "_value",
-        "_want_listen",
-        "_warnings",
-        "eta",
-        "id",
-        "task_name",
-    )
+    # Defaults on the class, not set per instance: a blocking call makes one of these per
+    # round trip, and each line run in it is a measurable part of the round trip.
+    eta: float | None = None
+    _home: _View | None = None
+    _serializer: Serializer | None = None
+    _registry: ExceptionRegistry | None = None
+    _job: Job | None = None
+    _lane: LaneCall | None = None  # a lone call its waiter reads (gearq.client.lane)
+    _done = False
+    _value: Any = None
+    _error: BaseException | None = None
+    _failure: Failure | None = None
+    # A lock held until the result is done: blocking waiters acquire it. Made up front
+    # only for results of blocking calls; others make it when someone blocks on them.
+    _gate: threading.Lock | None = None
+    _cond: threading.Condition | None = None
+    # The DrivenLoop to wake when something changes, once a thread waits on us.
+    _driver: DrivenLoop | None = None
+    _afuts: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
+    _callbacks: list[Callable[[AsyncResult[Any]], object]] | None = None
+    _listening = False
+    _want_listen = False
+    _warnings: list[str] | None = None
+    _state: str | None = None
+    _meta: Any = None
+    _attempt = 1
+    #: A generator task: its value is the iterator of its chunks.
+    _stream_result = False
+    _progress: tuple[int, int] | None = None  # eager results only
 
     def __init__(
         self,
@@ -272,39 +274,30 @@ class AsyncResult(Generic[R_co]):
     ) -> None:
         self.id = task_id
         self.task_name = task_name
-        self.eta: float | None = None
-        self._home = home
+        if home is not None:
+            self._home = home
         self._serializer = serializer
         self._registry = registry
-        self._job: Job | None = None
-        self._done = False
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._failure: Failure | None = None
-        # A lock held until the result is done: blocking waiters acquire it. Made up front
-        # only for results of blocking calls; others make it when someone blocks on them.
-        gate: threading.Lock | None = None
         if blocking:
-            gate = threading.Lock()
+            gate = self._gate = threading.Lock()
             gate.acquire()
-        self._gate = gate
-        self._cond: threading.Condition | None = None
-        # The DrivenLoop to wake when something changes, once a thread waits on us.
-        self._driver: DrivenLoop | None = None
-        self._afuts: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
-        self._callbacks: list[Callable[[AsyncResult[Any]], object]] | None = None
-        self._listening = False
-        self._want_listen = False
         self._chunks: list[Any] = []
-        self._warnings: list[str] | None = None
-        self._state: str | None = None
-        self._meta: Any = None
-        self._attempt = 1
-        #: A generator task: its value is the iterator of its chunks.
-        self._stream_result = False
-        self._progress: tuple[int, int] | None = None  # eager results only
 
     # -- feeding (always in the owning loop's thread) ---------------------------------------
+
+    def _take_lane(self, lane: LaneCall, driver: DrivenLoop) -> None:
+        """Be finished by ``lane`` (or attached to the Job it becomes)."""
+        self._lane = lane
+        lane.owner = driver
+        lane.on_done = self._lane_done
+        lane.on_job = self._attach
+
+    def _lane_done(self, data: bytes) -> None:
+        try:
+            self._settle_reply(data)
+        except (DeserializationError, GearqError) as exc:
+            self._settle_error(exc)
+        self._finish()
 
     def _attach(self, job: Job) -> None:
         self._job = job
@@ -568,6 +561,14 @@ class AsyncResult(Generic[R_co]):
         """Block until done or ``timeout``; True if done."""
         if self._done:
             return True
+        lane = self._lane
+        if lane is not None and lane.open:
+            start = time.monotonic()
+            got = lane.owner.wait_lane(lane, timeout)
+            if got is not None or self._done:
+                return got or self._done
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - start))
         self._no_deadlock("get")
         driver = self._waker()
         if driver is not None:
@@ -639,17 +640,25 @@ class AsyncResult(Generic[R_co]):
     @property
     def job(self) -> Job | None:
         """The underlying client job (None until it is submitted); read it in its loop."""
-        return self._job
+        job = self._job
+        if job is None and self._lane is not None:
+            return self._lane.completed_job()
+        return job
 
     @property
     def handle(self) -> bytes | None:
         job = self._job
-        return None if job is None else job.handle
+        if job is None:
+            return None if self._lane is None else self._lane.handle
+        return job.handle
 
     @property
     def server(self) -> ServerAddress | None:
         job = self._job
-        return None if job is None else job.server
+        if job is None:
+            lane = self._lane
+            return None if lane is None or lane.handle is None else lane.link.address
+        return job.server
 
     @property
     def state(self) -> str:

@@ -43,7 +43,7 @@ from typing_extensions import ParamSpec
 
 from ..client.job import Priority
 from ..protocol.errors import ArgumentError
-from .envelope import encode_call
+from .envelope import encode_call, encode_positional_call
 from .naming import UniqueSpec, function_name, key_unique, make_unique
 from .options import TaskOptions
 from .result import AsyncResult, BackgroundResult
@@ -213,10 +213,16 @@ class Task(Generic[P, R]):
         headers: Mapping[str, Any] | None = None,
     ) -> bytes:
         if self._raw:
+            if not kwargs and len(args) == 1 and args[0].__class__ is bytes:
+                return args[0]  # what encode_call gives
             return encode_call(
                 self.name, args, kwargs, serializer=self.serializer,
                 param_names=self._param_names,
             )  # fmt: skip
+        if not kwargs and eta is None and expires is None and not headers:
+            payload = encode_positional_call(self.serializer, self.name, args, task_id)
+            if payload is not None:
+                return payload
         try:
             return encode_call(
                 self.name, args, kwargs, serializer=self.serializer, task_id=task_id, eta=eta,

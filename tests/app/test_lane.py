@@ -1,0 +1,192 @@
+"""A lone blocking call's lane (gearq.client.lane): its waiter reads the two packets it
+expects itself, and anything else makes it an ordinary job that finishes as usual."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gearq import TaskContext
+from gearq.client.errors import JobConnectionLost
+from gearq.client.job import JobState
+from gearq.tasks import App, TaskTimeout
+from gearq.testing import GearmandProcess
+
+from .helpers import StartWorker, wait_for
+
+
+def _tasks(app: App) -> dict[str, Any]:
+    @app.task
+    def echo(value: Any) -> Any:
+        return value
+
+    @app.task
+    def nap(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    @app.task
+    def count(n: int) -> Iterator[int]:
+        for i in range(n):
+            time.sleep(0.02)
+            yield i
+
+    @app.task(bind=True)
+    def halfway(ctx: TaskContext) -> str:
+        ctx.progress(1, 2)
+        time.sleep(0.05)
+        return "done"
+
+    @app.task
+    def boom() -> None:
+        raise ValueError("boom")
+
+    return {"echo": echo, "nap": nap, "count": count, "halfway": halfway, "boom": boom}
+
+
+def _links_idle(app: App) -> bool:
+    return all(not link.pending and not link.jobs for link in app._thread().client._links)
+
+
+def test_a_lone_call_is_read_by_its_waiter_and_never_becomes_a_job(
+    app: App, serve: StartWorker, gearmand: GearmandProcess
+) -> None:
+    t = _tasks(app)
+    serve()
+    assert t["echo"].delay("warm").get(timeout=10) == "warm"  # connected
+    result = t["echo"].delay({"x": [1, 2]})
+    assert result._lane is not None
+    assert result.get(timeout=10) == {"x": [1, 2]}
+    assert result._job is None  # the link never knew it
+    assert _links_idle(app)
+    assert result.state == "SUCCESS" and result.successful()
+    assert result.handle is not None and result.handle.startswith(b"H:")
+    assert result.server is not None and result.server.port == gearmand.port
+    job = result.job  # made on demand, complete
+    assert job is not None and job.state is JobState.COMPLETE and job.handle == result.handle
+
+
+def test_a_second_call_makes_the_lane_a_job_and_both_finish(app: App, serve: StartWorker) -> None:
+    t = _tasks(app)
+    serve()
+    assert t["echo"].delay("warm").get(timeout=10) == "warm"
+    first = t["nap"].delay(0.2)
+    assert first._lane is not None
+    second = t["echo"].delay("second")  # runs the loop, which makes the lane a job first
+    assert second.get(timeout=10) == "second"
+    assert first._job is not None
+    assert first.get(timeout=10) == 0.2
+    assert _links_idle(app)
+
+
+@pytest.mark.parametrize("name", ["count", "halfway", "boom"])
+def test_packets_other_than_the_result_make_the_lane_a_job(
+    app: App, serve: StartWorker, name: str
+) -> None:
+    t = _tasks(app)
+    serve()
+    assert t["echo"].delay("warm").get(timeout=10) == "warm"
+    if name == "count":
+        result = t["count"].delay(3)  # WORK_DATA chunks
+        assert result._lane is not None
+        assert list(result.get(timeout=10)) == [0, 1, 2]
+    elif name == "halfway":
+        result = t["halfway"].delay()  # a WORK_STATUS first
+        assert result._lane is not None
+        assert result.get(timeout=10) == "done"
+        assert result.progress == (1, 2)
+    else:
+        result = t["boom"].delay()  # a WORK_EXCEPTION instead of the result
+        assert result._lane is not None
+        with pytest.raises(ValueError, match="boom"):
+            result.get(timeout=10)
+    assert result._job is not None
+    assert _links_idle(app)
+
+
+def test_a_lane_waited_out_goes_on_without_a_waiter(app: App, serve: StartWorker) -> None:
+    t = _tasks(app)
+    serve()
+    assert t["echo"].delay("warm").get(timeout=10) == "warm"
+    result = t["nap"].delay(0.3)
+    with pytest.raises(TaskTimeout):
+        result.get(timeout=0.05)
+    wait_for(result.ready)  # the app's daemon thread took the loop (and the lane) over
+    assert result.get(timeout=0) == 0.3
+    assert result._job is not None
+    assert t["echo"].delay("after").get(timeout=10) == "after"
+
+
+@pytest.mark.parametrize("size", [40_000, 300_000])
+def test_results_that_take_many_reads(app: App, serve: StartWorker, size: int) -> None:
+    t = _tasks(app)
+    serve()
+    assert t["echo"].delay("warm").get(timeout=10) == "warm"
+    value = os.urandom(size // 2).hex()
+    for _ in range(3):
+        assert t["echo"].delay(value).get(timeout=10) == value
+    assert _links_idle(app)
+
+
+def test_waiters_in_two_threads(app: App, serve: StartWorker) -> None:
+    t = _tasks(app)
+    serve()
+    assert t["echo"].delay("warm").get(timeout=10) == "warm"
+    result = t["nap"].delay(0.2)
+    seen: list[Any] = []
+    other = threading.Thread(target=lambda: seen.append(result.get(timeout=10)))
+    other.start()
+    assert result.get(timeout=10) == 0.2
+    other.join(10)
+    assert seen == [0.2]
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread()
+    or signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+    reason="needs the default SIGINT handler in the main thread",
+)
+def test_ctrl_c_during_a_lane_wait_leaves_the_call_and_the_app_usable(
+    app: App, serve: StartWorker
+) -> None:
+    t = _tasks(app)
+    serve()
+    assert t["echo"].delay("warm").get(timeout=10) == "warm"
+    result = t["nap"].delay(0.6)
+    assert result._lane is not None
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            result.get(timeout=10)
+    finally:
+        timer.join()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert result.get(timeout=10) == 0.6  # nothing of it was lost on the way
+    assert t["echo"].delay("after").get(timeout=10) == "after"
+
+
+def test_the_server_dying_during_a_lane_wait_is_a_typed_error(
+    gearmand_factory: Any, serve: StartWorker
+) -> None:
+    server: GearmandProcess = gearmand_factory()
+    app = App("lane-loss", servers=server.address, env=False)
+    try:
+        t = _tasks(app)
+        serve(app)
+        assert t["echo"].delay("warm").get(timeout=10) == "warm"
+        result = t["nap"].delay(5)
+        assert result._lane is not None
+        threading.Timer(0.3, server.kill).start()
+        start = time.monotonic()
+        with pytest.raises(JobConnectionLost):
+            result.get(timeout=10)
+        assert time.monotonic() - start < 5
+    finally:
+        app.close()

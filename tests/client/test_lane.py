@@ -1,0 +1,123 @@
+"""LaneCall.feed on its own: how the bytes of a lone call's replies are matched, however
+they are cut into reads (the end-to-end behaviour is in tests/app/test_lane.py)."""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from typing import Any
+
+import pytest
+
+from gearq.client.job import Job, JobState, Priority
+from gearq.client.lane import LaneCall
+from gearq.net.address import ServerAddress
+
+
+def _res(ptype: int, body: bytes) -> bytes:
+    return b"\0RES" + struct.pack(">II", ptype, len(body)) + body
+
+
+HANDLE = b"H:host:42"
+CREATED = _res(8, HANDLE)
+COMPLETE = _res(13, HANDLE + b"\0" + b"the result")
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.handed: list[bytes] = []
+
+    def data_received(self, data: bytes) -> None:
+        self.handed.append(data)
+
+
+class _Link:
+    def __init__(self) -> None:
+        self.client: Any = object()
+        self.address = ServerAddress("127.0.0.1", 4730)
+        self.pending: deque[Any] = deque()
+        self.jobs: dict[bytes, Any] = {}
+
+
+def _lane() -> tuple[LaneCall, _Conn, _Link, list[bytes], list[Job]]:
+    conn, link = _Conn(), _Link()
+    lane = LaneCall(link, conn, b"fn", b"payload", Priority.NORMAL, False)  # type: ignore[arg-type]
+    done: list[bytes] = []
+    jobs: list[Job] = []
+    lane.on_done = done.append
+    lane.on_job = jobs.append
+    return lane, conn, link, done, jobs
+
+
+@pytest.mark.parametrize("cut", range(len(CREATED + COMPLETE) + 1))
+def test_the_two_replies_in_any_two_reads(cut: int) -> None:
+    lane, conn, link, done, jobs = _lane()
+    data = CREATED + COMPLETE
+    if cut == len(data):
+        assert lane.feed(data)
+    else:
+        assert not (cut and lane.feed(data[:cut]))
+        assert lane.feed(data[cut:])
+    assert done == [b"the result"]
+    assert lane.handle == HANDLE and lane.result == b"the result"
+    assert not jobs and not conn.handed and not link.pending and not link.jobs
+    assert not lane.open
+    job = lane.completed_job()
+    assert job is not None and job.state is JobState.COMPLETE and job.handle == HANDLE
+
+
+def test_one_byte_at_a_time() -> None:
+    lane, _, _, done, jobs = _lane()
+    data = CREATED + COMPLETE
+    results = [lane.feed(data[i : i + 1]) for i in range(len(data))]
+    assert results == [False] * (len(data) - 1) + [True]
+    assert done == [b"the result"] and not jobs
+
+
+def test_another_packet_makes_the_job_and_hands_it_the_rest() -> None:
+    lane, conn, link, done, jobs = _lane()
+    status = _res(12, HANDLE + b"\x001\x002")  # WORK_STATUS
+    assert not lane.feed(CREATED + status[:5])  # a packet not yet whole is kept
+    assert not jobs
+    assert not lane.feed(status[5:] + COMPLETE)
+    assert not done and not lane.open
+    assert len(jobs) == 1 and link.jobs == {HANDLE: jobs[0]}
+    assert jobs[0].state is JobState.CREATED and jobs[0].handle == HANDLE
+    assert conn.handed == [status + COMPLETE]  # from the unexpected packet on, in order
+
+
+def test_an_error_before_the_job_was_created_goes_to_a_pending_job() -> None:
+    lane, conn, link, done, jobs = _lane()
+    error = _res(19, b"ERR\0no")  # ERROR in place of JOB_CREATED
+    assert not lane.feed(error)
+    assert len(jobs) == 1 and list(link.pending) == jobs and not link.jobs
+    assert jobs[0].state is JobState.PENDING
+    assert conn.handed == [error] and not done
+
+
+def test_a_completion_for_another_handle_is_not_taken_as_ours() -> None:
+    lane, conn, link, done, jobs = _lane()
+    other = _res(13, b"H:host:7\0x")
+    assert not lane.feed(CREATED + other)
+    assert not done and link.jobs == {HANDLE: jobs[0]} and conn.handed == [other]
+
+
+def test_a_large_packet_is_left_to_the_connection() -> None:
+    lane, conn, _link, _done, jobs = _lane()
+    big = _res(13, HANDLE + b"\0" + b"x" * 200_000)
+    assert not lane.feed(CREATED + big[:1000])
+    assert len(jobs) == 1 and conn.handed == [big[:1000]]
+
+
+def test_materializing_hands_over_a_partial_packet_once() -> None:
+    lane, conn, link, _done, jobs = _lane()
+    assert not lane.feed(CREATED + COMPLETE[:7])
+    job = lane.materialize()
+    assert lane.materialize() is job and jobs == [job]
+    assert link.jobs == {HANDLE: job} and conn.handed == [COMPLETE[:7]]
+
+
+def test_garbage_is_left_to_the_connection_to_refuse() -> None:
+    lane, conn, _, done, jobs = _lane()
+    assert not lane.feed(b"\0REQ" + b"\0" * 8)
+    assert len(jobs) == 1 and conn.handed == [b"\0REQ" + b"\0" * 8] and not done
