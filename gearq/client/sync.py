@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - not CPython
     _sig = signal
 
 from ..net.address import ServerAddress, ServerSpec
-from ..net.inplace import DONE, READY, InPlaceWaiter, waiter_for
+from ..net.inplace import DONE, InPlaceWaiter, waiter_for
 from ..protocol.errors import GearqError
 from .client import AsyncClient, ClientCallback, ClientEvent
 from .errors import ClientClosed, JobTimeout
@@ -373,13 +373,14 @@ class DrivenLoop:
         function: bytes,
         payload: bytes,
         priority: Priority,
-        bind: Callable[[LaneCall], _T],
+        bind: Callable[..., _T],
+        *args: Any,
     ) -> _T | None:
         """Send a foreground submit as this driver's lane (see gearq.client.lane) from a
         thread outside the loop, if nobody runs the loop and ``client`` can
-        (:meth:`AsyncClient.send_lane`); then ``bind(lane)``, before anyone else can
-        take the loop, must give the lane its ``on_done`` and ``on_job``. Returns what
-        ``bind`` returned, or None (nothing was sent)."""
+        (:meth:`AsyncClient.send_lane`); then ``bind(lane, *args)``, before anyone else
+        can take the loop, must give the lane its ``on_done`` and ``on_job``. Returns
+        what ``bind`` returned, or None (nothing was sent)."""
         if asyncio._get_running_loop() is not None or not self._baton.acquire(blocking=False):
             return None
         try:
@@ -389,7 +390,7 @@ class DrivenLoop:
             lane = client.send_lane(function, payload, priority)
             if lane is None:
                 return None
-            bound = bind(lane)
+            bound = bind(lane, *args)
             self.lane = lane
             return bound
         finally:
@@ -432,33 +433,47 @@ class DrivenLoop:
     def _run_lane(
         self, lane: LaneCall, waiter: InPlaceWaiter, timeout: float | None
     ) -> bool | None:
+        # The waiter's checks once, then only poll, read and feed: until this gives the
+        # loop back, nothing but another thread (whose wake-up ends the wait) can make
+        # them come out otherwise (see InPlaceWaiter.prepare).
+        prepared = waiter.prepare()
+        if isinstance(prepared, int):
+            return None
+        poll, timer = prepared
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        until = deadline
+        if timer is not None and (deadline is None or now + timer < deadline):
+            until = now + timer  # the loop has to run the timer then
+        fd = lane.conn._fd
         loop = self.loop
-        conn = lane.conn
-        deadline = None if timeout is None else time.monotonic() + timeout
         interrupted = _catch_sigint(loop)
         asyncio.events._set_running_loop(loop)
         try:
             while True:
-                left = None
-                if deadline is not None:
-                    left = deadline - time.monotonic()
+                if until is None:
+                    ready = poll.poll(-1)
+                else:
+                    left = until - time.monotonic()
                     if left <= 0:
-                        return False
-                got = waiter.poll_for(conn, left)
+                        return False if until is deadline else None
+                    # poll() takes whole milliseconds: round up, not to wake early.
+                    ready = poll.poll(int(left * 1000) + 1)
                 if interrupted is not None and interrupted.hit:
                     return None
-                if got == READY:
-                    data = conn.read_unhandled()
-                    if data is None:
-                        return None  # the end of the stream: the loop meets it too
-                    if data and lane.feed(data):
-                        if self.lane is lane:
-                            self.lane = None
-                        return True
-                    if not lane.open:
-                        return None
-                elif got != DONE:
-                    return None  # the loop has other work: it makes the lane a job first
+                if not ready:
+                    continue
+                if len(ready) != 1 or ready[0][0] != fd:
+                    return None  # woken from another thread, or another connection
+                data = lane.conn.read_unhandled()
+                if data is None:
+                    return None  # the end of the stream: the loop meets it too
+                if data and lane.feed(data):
+                    if self.lane is lane:
+                        self.lane = None
+                    return True
+                if not lane.open:
+                    return None
         finally:
             asyncio.events._set_running_loop(None)
             if interrupted is not None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from .connection import Connection, in_place_readers
 
-__all__ = ["BUSY", "DONE", "OFF", "READY", "InPlaceWaiter", "waiter_for"]
+__all__ = ["BUSY", "DONE", "OFF", "InPlaceWaiter", "waiter_for"]
 
 #: What :meth:`InPlaceWaiter.wait` returns. DONE: it handled what arrived, or the caller's
 #: time is up. BUSY: the loop must run now (callbacks ready, a timer due, another thread
@@ -35,8 +35,6 @@ __all__ = ["BUSY", "DONE", "OFF", "READY", "InPlaceWaiter", "waiter_for"]
 DONE = 1
 BUSY = 0
 OFF = -1
-#: :meth:`InPlaceWaiter.poll_for`: the caller's connection has bytes to read.
-READY = 2
 
 _LOOP_PARTS = ("_debug", "_ready", "_scheduled", "_selector", "_ssock", "_stopping")
 
@@ -135,19 +133,13 @@ class InPlaceWaiter:
                 asyncio.events._set_running_loop(None)
         return DONE
 
-    def poll_for(self, conn: Connection, left: float | None) -> int:
-        """:meth:`wait` for a caller that reads ``conn`` itself: READY when ``conn`` (and
-        nothing else) is readable, else what :meth:`wait` would return without reading
-        (DONE: the time is up)."""
-        ready = self._poll(left)
-        if isinstance(ready, int):
-            return ready
-        if len(ready) == 1 and ready[0][0] == conn._fd:
-            return READY
-        return BUSY
-
-    def _poll(self, left: float | None) -> int | list[tuple[int, int]]:
-        """The checks of a wait, then the poll: an outcome, or what poll() found."""
+    def prepare(self) -> tuple[Any, float | None] | int:
+        """The checks of a wait: BUSY or OFF (see their comment), or a ``select.poll`` of
+        the connections and the loop's wake-up pipe, with how long until the loop's next
+        timer (None: none). For a caller that polls and reads itself (see
+        :meth:`gearq.client.sync.DrivenLoop.wait_lane`): until it gives the loop back,
+        only another thread (through the wake-up pipe) or the caller itself can change
+        what these checks found."""
         loop: Any = self.loop
         if loop._ready or loop._stopping:
             return BUSY
@@ -165,10 +157,17 @@ class InPlaceWaiter:
             for fd in readers:
                 poll.register(fd, select.POLLIN)
             poll.register(loop._ssock.fileno(), select.POLLIN)
-        timer = False
         scheduled = loop._scheduled
-        if scheduled:
-            wait = scheduled[0].when() - loop.time()
+        return poll, (scheduled[0].when() - loop.time() if scheduled else None)
+
+    def _poll(self, left: float | None) -> int | list[tuple[int, int]]:
+        """The checks of a wait, then the poll: an outcome, or what poll() found."""
+        prepared = self.prepare()
+        if isinstance(prepared, int):
+            return prepared
+        poll, wait = prepared
+        timer = False
+        if wait is not None:
             if wait <= 0:
                 return BUSY
             if left is None or wait < left:

@@ -431,16 +431,9 @@ class _ThreadHome(_Home):
         fn, payload, _, priority, unique, _, timeout = request
         if unique is None and timeout is None:
             # Read by its waiter, without the client's bookkeeping: see gearq.client.lane.
-
-            def bind(lane: LaneCall) -> AsyncResult[R]:
-                # (No gate: the waiter reads the lane; another thread's wait makes one.)
-                result = make_result(task_id, False)
-                result._home = self.fg_view
-                self.fg += 1
-                result._take_lane(lane, self.driver)
-                return result
-
-            sent = self.driver.send_lane(client, fn, payload, priority, bind)
+            sent = self.driver.send_lane(
+                client, fn, payload, priority, self._bind_lane, make_result, task_id
+            )
             if sent is not None:
                 return sent
 
@@ -457,6 +450,16 @@ class _ThreadHome(_Home):
             return result
 
         return self.driver.run_here(send)
+
+    def _bind_lane(
+        self, lane: LaneCall, make_result: Callable[[str, bool], AsyncResult[R]], task_id: str
+    ) -> AsyncResult[R]:
+        # (No gate: the waiter reads the lane; another thread's wait makes one.)
+        result = make_result(task_id, False)
+        result._home = self.fg_view
+        self.fg += 1
+        result._take_lane(lane, self.driver)
+        return result
 
     def _drain(self) -> None:
         # Reset the flag before taking the queue: a call queued after this point schedules

@@ -57,6 +57,7 @@ __all__ = [
     "encode_positional_call",
     "encode_result",
     "encode_state",
+    "reply_value",
 ]
 
 ENVELOPE_VERSION: Final = 1
@@ -622,6 +623,21 @@ def decode_reply(data: bytes, *, serializer: Serializer | str | None = None) -> 
     if status == "err":
         return _failure_from(env)
     raise EnvelopeError(f"not a result envelope: status 's' is {status!r}")
+
+
+def reply_value(data: bytes) -> tuple[bool, Any]:
+    """:func:`decode_reply`'s common case in fewer steps (every blocking call pays them):
+    ``(True, value)`` for a msgpack envelope of a value; ``(False, None)`` for anything
+    else (call :func:`decode_reply`)."""
+    if data and 0x80 <= data[0] <= 0x8F:  # a small msgpack map
+        try:
+            env = MSGPACK.loads(data)
+        except DeserializationError:
+            return False, None
+        version = env.get("v")
+        if env.get("s") == "ok" and version == ENVELOPE_VERSION and type(version) is int:
+            return True, env.get("r")
+    return False, None
 
 
 def decode_failure(data: bytes, *, serializer: Serializer | str | None = None) -> Failure:

@@ -50,7 +50,14 @@ from ..client.lane import LaneCall
 from ..client.sync import DrivenLoop, driver_of
 from ..net.address import ServerAddress
 from ..protocol.errors import GearqError
-from .envelope import Chunk, StateUpdate, decode_data, decode_failure, decode_reply
+from .envelope import (
+    Chunk,
+    StateUpdate,
+    decode_data,
+    decode_failure,
+    decode_reply,
+    reply_value,
+)
 from .remote_errors import (
     ExceptionRegistry,
     Failure,
@@ -293,6 +300,13 @@ class AsyncResult(Generic[R_co]):
         lane.on_job = self._attach
 
     def _lane_done(self, data: bytes) -> None:
+        if not self._stream_result and self._serializer.__class__ is not RawSerializer:
+            ok, value = reply_value(data)
+            if ok:
+                self._value = value
+                self._state = TaskState.SUCCESS
+                self._finish()
+                return
         try:
             self._settle_reply(data)
         except (DeserializationError, GearqError) as exc:
