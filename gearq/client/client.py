@@ -277,7 +277,7 @@ class AsyncClient:
         fn, fn_nul, fixed = fast
         packet = b"".join((head, (fixed + len(payload)).to_bytes(4, "big"), fn_nul, NUL, payload))
         try:
-            conn.send(packet)
+            conn.send_now(packet)
         except ConnectionLost:
             return None
         return LaneCall(link, conn, fn, payload, priority, self.resubmit_on_failure)
@@ -339,7 +339,7 @@ class AsyncClient:
             # The packet first, the bookkeeping after: no reply is read before this
             # returns, and the server starts on the job meanwhile.
             try:
-                conn.send(packet)
+                conn.send_now(packet)
             except ConnectionLost:
                 return None  # nothing sent: the caller's submit routes it elsewhere
             packet = b""

@@ -207,6 +207,25 @@ class Connection(asyncio.BufferedProtocol):
             raise self._error or ConnectionLost(self.address, "connection is closed")
         self._transport.write(data)
 
+    def send_now(self, data: bytes) -> None:
+        """:meth:`send`, straight to the socket when nothing waits to be written (a write
+        fewer layers deep, for the lone calls whose round trip it is part of); what does
+        not fit, or comes behind bytes still waiting, goes through the transport."""
+        fd = self._fd
+        transport = self._transport
+        if fd < 0 or self._closed or transport is None or transport.get_write_buffer_size():
+            self.send(data)
+            return
+        try:
+            sent = os.write(fd, data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.send(data)  # the transport meets the error and closes as usual
+            return
+        if sent < len(data):
+            self.send(data[sent:])
+
     def send_packet(self, ptype: PacketType, *args: bytes) -> None:
         self.send(encode_request(ptype, *args))
 

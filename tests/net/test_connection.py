@@ -94,6 +94,45 @@ def test_read_in_place_handles_what_the_socket_holds_and_leaves_the_rest_to_the_
     asyncio.run(main())
 
 
+def test_send_now_and_read_unhandled_leave_the_handling_to_the_caller(gearmand):
+    from gearq.protocol import encode_request
+
+    async def main() -> None:
+        rec = Recorder()
+        conn = await rec.open(addr(gearmand))
+        fd = conn._transport.get_extra_info("socket").fileno()  # type: ignore[union-attr]
+        assert conn.read_unhandled() == b""  # nothing there yet: no block, no error
+        conn.send_now(encode_request(PacketType.ECHO_REQ, b"mine"))
+        assert select.select([fd], [], [], 5)[0], "no ECHO_RES within 5 s"
+        data = conn.read_unhandled()
+        assert data == b"\0RES" + (17).to_bytes(4, "big") + (4).to_bytes(4, "big") + b"mine"
+        assert rec.packets.empty()  # read, but not handled
+        conn.close()
+        assert await asyncio.wait_for(rec.lost, 5) is None
+        assert conn.read_unhandled() is None
+
+    asyncio.run(main())
+
+
+def test_send_now_of_more_than_the_socket_takes_sends_the_rest_in_order(gearmand):
+    from gearq.protocol import encode_request
+
+    async def main() -> None:
+        rec = Recorder()
+        conn = await rec.open(addr(gearmand))
+        big = bytes(range(256)) * (64 * 1024)  # 16 MiB: more than one write takes
+        conn.send_now(encode_request(PacketType.ECHO_REQ, big))
+        assert conn._transport.get_write_buffer_size()  # type: ignore[union-attr]
+        conn.send_now(encode_request(PacketType.ECHO_REQ, b"after"))  # queued behind it
+        first = await asyncio.wait_for(rec.packets.get(), 20)
+        second = await asyncio.wait_for(rec.packets.get(), 5)
+        assert first.type is PacketType.ECHO_RES and first.args == (big,)
+        assert second.args == (b"after",)
+        conn.close()
+
+    asyncio.run(main())
+
+
 def test_a_handler_failing_on_a_read_in_place_fails_the_connection_not_the_caller(gearmand, caplog):
     class Broken(Connection):
         def data_received(self, data: bytes) -> None:
