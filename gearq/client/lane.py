@@ -133,10 +133,7 @@ class LaneCall:
         job = self.job
         if job is not None:
             return job
-        job = self.job = Job(
-            self.link.client, self.function, self.payload, b"", False, self.priority, None, None,
-            self.resubmit,
-        )  # fmt: skip
+        job = self.job = self._job()
         link = self.link
         handle = self.handle
         if handle is None:
@@ -159,11 +156,14 @@ class LaneCall:
         job = self.job
         result = self.result
         if job is None and result is not None:
-            job = self.job = Job(
-                self.link.client, self.function, self.payload, b"", False, self.priority, None,
-                None, self.resubmit,
-            )  # fmt: skip
+            job = self.job = self._job()
             assert self.handle is not None
             job._set_created(self.handle, self.link.address)
             job._complete(result)
         return job
+
+    def _job(self) -> Job:
+        return Job(
+            self.link.client, self.function, self.payload, b"", False, self.priority, None, None,
+            self.resubmit,
+        )  # fmt: skip
