@@ -58,6 +58,7 @@ from ..worker import AsyncWorker, Job, WorkerError, WorkerStats
 from ..worker.blocking import BlockingDriver
 from .context import MaxRetriesExceeded, Retry, TaskContext, UnknownTask
 from .envelope import (
+    ENVELOPE_VERSION,
     Call,
     EnvelopeError,
     decode_call,
@@ -294,22 +295,85 @@ def _id_from_unique(unique: bytes) -> str | None:
 # Results that are not values yet: awaited / drained on the loop.
 _PENDING_TYPES = (CoroutineType, AsyncGeneratorType)
 
+_new_lock = threading.Lock
+
+_QUICK_KEYS = frozenset({"v", "t", "id", "a", "k"})
+_msgpack_loads = MSGPACK.loads
+
+
+def _quick_call(data: bytes) -> Call | None:
+    """:func:`~gearq.tasks.envelope.decode_call` of the common call, a msgpack map with
+    nothing but the basic keys, each of the expected type (what ``delay()`` sends); None
+    for anything else, which ``decode_call`` then decodes, or refuses with the reason.
+    (On a lone job's path every Python call counts: this makes one where ``decode_call``
+    makes six.)"""
+    if not data or not 0x80 <= data[0] <= 0x8F:  # a msgpack map of up to 15 keys
+        return None
+    try:
+        env = _msgpack_loads(data)
+    except Exception:
+        return None
+    if env.__class__ is not dict or not env.keys() <= _QUICK_KEYS:
+        return None
+    get = env.get
+    version = get("v")
+    task = get("t")
+    task_id = get("id")
+    args = get("a", ())
+    kwargs = get("k")
+    if (
+        version.__class__ is not int
+        or version != ENVELOPE_VERSION
+        or (task is not None and task.__class__ is not str)
+        or (task_id is not None and task_id.__class__ is not str)
+        or (args.__class__ is not list and args != ())
+    ):
+        return None
+    if kwargs is None:
+        kwargs = {}
+    elif kwargs.__class__ is not dict or not all(key.__class__ is str for key in kwargs):
+        return None
+    return Call(task, tuple(args), kwargs, task_id, serializer=MSGPACK)
+
+
+def _encode_ok(value: Any, ser: Serializer, task_name: str) -> bytes:
+    """``encode_result(value, serializer=ser, task_name=task_name)``, without its detours
+    for the common case (msgpack or json, a value they carry): about half its cost, on the
+    path of every answer."""
+    if ser is MSGPACK or ser is JSON:
+        try:
+            return ser.dumps({"v": ENVELOPE_VERSION, "s": "ok", "r": value})
+        except (TypeError, ValueError, OverflowError):
+            pass  # encode_result says what it cannot carry, and where
+    return encode_result(value, serializer=ser, task_name=task_name)
+
 
 class _Handoff:
-    """A call the loop thread waits for in place (see :meth:`_Threads.call_waiting_now`)."""
+    """A call the loop thread waits for in place (see :meth:`_Threads.call_waiting_now`):
+    the pool's queue item for it, and what comes back."""
 
-    __slots__ = ("answer", "answered", "error", "gate", "value", "waiting")
+    __slots__ = ("answer", "answered", "args", "error", "fn", "fut", "gate", "value", "waiting")
 
-    def __init__(self, answer: Callable[[Any], bool] | None = None) -> None:
-        self.gate = threading.Lock()
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], answer: Callable[..., bool] | None
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        # What the loop's thread waits on: released by the pool thread, under the pool's
+        # mutex, only while the loop's thread still waits. (One per hand-off: a wait cut
+        # short by an exception cannot leave it open for the next.)
+        self.gate = _new_lock()
         self.gate.acquire()
+        #: Called by the pool thread as ``answer(*args, value)`` while the loop's thread
+        #: still waits: True if it answered the job (so the answer did not wait for the
+        #: loop's thread to wake).
+        self.answer = answer
         self.waiting = True
         self.value: Any = None
         self.error: BaseException | None = None
-        #: Called by the pool thread with the value while the loop's thread still waits:
-        #: True if it answered the job (so the answer did not wait for the loop to wake).
-        self.answer = answer
         self.answered = False
+        #: Where the value goes once the loop's thread has stopped waiting (set then).
+        self.fut: asyncio.Future[Any] | None = None
 
     def take(self) -> Any:
         """The call's value, or raise its error."""
@@ -323,6 +387,8 @@ class _Handoff:
 #: How long the loop thread waits in place for a lone plain task's thread (seconds).
 HANDOFF_WAIT = 0.001
 
+_Item = tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]] | _Handoff | None
+
 
 class _Threads:
     """Up to ``size`` daemon threads running plain tasks; results go back to the loop in
@@ -335,10 +401,7 @@ class _Threads:
     def __init__(self, size: int, loop: asyncio.AbstractEventLoop) -> None:
         self.size = size
         self.loop = loop
-        self._queue: queue.SimpleQueue[
-            tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...], _Handoff | None]
-            | None
-        ] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         # One token per idle thread (deque append/pop are atomic, and cost a fraction of
         # a Semaphore's Python-level lock and condition).
         self._idle: deque[None] = deque()
@@ -348,12 +411,8 @@ class _Threads:
         self._closed = False
         self._mutex = threading.Lock()  # settles a hand-off between its two threads
 
-    def submit(
-        self, fn: Callable[..., Any], *args: Any, handoff: _Handoff | None = None
-    ) -> asyncio.Future[Any]:
-        if self._closed:
-            raise RuntimeError("the task threads have been shut down")
-        fut: asyncio.Future[Any] = self.loop.create_future()
+    def _take_thread(self) -> None:
+        """An idle thread for one more call, started if there is none and room for one."""
         try:
             self._idle.pop()
         except IndexError:
@@ -363,73 +422,103 @@ class _Threads:
                 )
                 self._threads.append(thread)
                 thread.start()
-        # Last: a caller that then blocks (call_waiting_now) has let go of the GIL by the
-        # time the woken thread wants it.
-        self._queue.put((fut, fn, args, handoff))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        if self._closed:
+            raise RuntimeError("the task threads have been shut down")
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self._take_thread()
+        self._queue.put((fut, fn, args))
         return fut
 
     def call_waiting_now(
-        self, fn: Callable[..., Any], *args: Any, answer: Callable[[Any], bool] | None = None
-    ) -> tuple[_Handoff | None, asyncio.Future[Any]]:
+        self, fn: Callable[..., Any], *args: Any, answer: Callable[..., bool] | None = None
+    ) -> tuple[_Handoff | None, asyncio.Future[Any] | None]:
         """Submit ``fn(*args)`` for a lone job and block the loop's thread up to
         HANDOFF_WAIT for the answer, which then comes straight back (``handoff.take()``),
         without the wake-up of the loop through its self-pipe and the extra passes of the
         loop that a future set from another thread costs (tens of microseconds of a round
-        trip). Returns (None, future) if the thread has not answered by then: await the
-        future. Only when nothing else is in hand, so no other job waits on the loop.
-        ``answer(value)``: see :class:`_Handoff`."""
-        handoff = _Handoff(answer)
-        fut = self.submit(fn, *args, handoff=handoff)
-        got = handoff.gate.acquire(timeout=HANDOFF_WAIT)
-        if not got:
+        trip). Returns (handoff, None), or (None, future) if the thread has not answered by
+        then: await the future. Only when nothing else is in hand, so no other job waits
+        on the loop. ``answer``: see :class:`_Handoff`."""
+        if self._closed:
+            raise RuntimeError("the task threads have been shut down")
+        handoff = _Handoff(fn, args, answer)
+        idle = self._idle
+        if idle:  # (the common case without a call: an idle thread is there)
+            idle.pop()
+        else:
+            self._take_thread()
+        gate = handoff.gate
+        # The put last: the woken thread wants the GIL just as this one lets go of it.
+        self._queue.put(handoff)
+        try:
+            if gate.acquire(True, HANDOFF_WAIT):
+                return handoff, None
             with self._mutex:
                 handoff.waiting = False
-                got = handoff.gate.acquire(blocking=False)
-        if not got:
-            return None, fut  # a long task: its thread delivers through the loop
-        fut.cancel()
-        return handoff, fut
+                if gate.acquire(False):
+                    return handoff, None  # it answered just in time
+                # A long task: its thread delivers through the loop.
+                fut = handoff.fut = self.loop.create_future()
+            return None, fut
+        except BaseException:
+            # A signal handler raised: stop waiting before anything else runs here, so
+            # that the pool thread no longer writes to the connection.
+            with self._mutex:
+                handoff.waiting = False
+            raise
 
     def _run(self) -> None:
         get = self._queue.get
         done = self._done
         mutex = self._mutex
+        idle = self._idle
         while True:
             item = get()
-            if item is None:
-                return
-            fut, fn, args, handoff = item
             value: Any = None
             error: BaseException | None = None
-            try:
-                value = fn(*args)
-            except BaseException as exc:
-                error = exc
-            if handoff is not None:
+            if item.__class__ is _Handoff:
+                handoff = item
+                try:
+                    value = handoff.fn(*handoff.args)
+                except BaseException as exc:
+                    error = exc
                 with mutex:
+                    fut = handoff.fut
                     if handoff.waiting:
                         handoff.value = value
                         handoff.error = error
-                        if error is None and handoff.answer is not None:
+                        answer = handoff.answer
+                        if error is None and answer is not None:
                             try:
-                                handoff.answered = handoff.answer(value)
+                                handoff.answered = answer(*handoff.args, value)
                             except Exception:  # the loop's thread answers instead
                                 log.exception("error while answering from the task thread")
                         handoff.gate.release()
-                        handoff = None
-                if handoff is None:
-                    del item, fut, value, error
-                    self._idle.append(None)
+                del item, handoff
+                if fut is None:  # the loop's thread took it
+                    del value, error
+                    idle.append(None)
                     continue
+            elif item is None:
+                return
+            else:
+                fut, fn, args = item  # type: ignore[misc]
+                try:
+                    value = fn(*args)
+                except BaseException as exc:
+                    error = exc
+                del item, fn, args
             done.append((fut, value, error))
-            del item, fut, value, error, handoff  # hold no reference while idle
+            del fut, value, error  # hold no reference while idle
             if not self._wakeup:
                 self._wakeup = True
                 try:
                     self.loop.call_soon_threadsafe(self._deliver)
                 except RuntimeError:  # the loop is closed: the worker has gone
                     return
-            self._idle.append(None)
+            idle.append(None)
 
     def _deliver(self) -> None:
         self._wakeup = False
@@ -520,7 +609,7 @@ class _Served:
             if self.raw:
                 call = Call(None, (job.payload,), {}, serializer=RAW)
             elif self.detect:
-                call = decode_call(job.payload)
+                call = _quick_call(job.payload) or decode_call(job.payload)
             else:
                 call = decode_call(job.payload, serializer=self.serializer)
         except Exception as exc:  # undecodable or malformed: never run
@@ -547,30 +636,31 @@ class _Served:
                 threads = self.runner._threads
                 assert threads is not None
                 if self.runner.worker.running_jobs != (1 if counted else 0):
-                    fut = threads.submit(self._call_sync, job, call, None)
-                    return self._finish_later(job, call, attempt, fut)
+                    return self._finish_later(
+                        job, call, attempt, threads.submit(self._call_sync, job, call, None)
+                    )
                 handoff, fut = threads.call_waiting_now(
-                    self._call_sync, job, call, None,
-                    answer=functools.partial(self._answer_from_thread, job, call),
-                )  # fmt: skip
+                    self._call_sync, job, call, None, answer=self._answer_from_thread
+                )
                 if handoff is None:
                     return self._finish_later(job, call, attempt, fut)
-                value = handoff.take()
                 if handoff.answered:
                     return None
+                value = handoff.take()
         except (Exception, SystemExit) as exc:
             return self._retry_after(job, call, attempt, exc)
         if value.__class__ in _PENDING_TYPES:
             return self._finish_later(job, call, attempt, None, value)
         return self._encode_value(job, call, attempt, value)
 
-    def _answer_from_thread(self, job: Job, call: Call, value: Any) -> bool:
+    def _answer_from_thread(self, job: Job, call: Call, ctx: None, value: Any) -> bool:
         """In the pool thread, while the loop's thread waits for it: answer a plain value
-        at once (anything else is left to the loop's thread)."""
+        at once (anything else is left to the loop's thread). Called with the arguments
+        of the hand-off's ``_call_sync`` (``ctx`` is None on this path), then the value."""
         if value.__class__ in _PENDING_TYPES:
             return False
         try:
-            data = encode_result(value, serializer=call.serializer, task_name=self.task_name)
+            data = _encode_ok(value, call.serializer, self.task_name)
         except SerializationError:
             return False  # the loop's thread encodes again and answers with the error
         if not job.complete_for_loop(data):
@@ -580,7 +670,7 @@ class _Served:
 
     def _encode_value(self, job: Job, call: Call, attempt: int, value: Any) -> bytes | None:
         try:
-            data = encode_result(value, serializer=call.serializer, task_name=self.task_name)
+            data = _encode_ok(value, call.serializer, self.task_name)
         except SerializationError as exc:
             self._fail(job, call, None, attempt, exc, 0.0)
             return None

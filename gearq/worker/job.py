@@ -210,12 +210,7 @@ class Job:
         blocked waiting for (so that nothing else touches the connection meanwhile): the
         answer leaves without waiting for the loop's thread to wake. False if the job was
         already answered."""
-        if self._answer:
-            return False
-        link = self._link
-        link.complete(self, result)
-        link.flush()
-        return True
+        return self._link.complete_now(self, result)
 
     # -- plumbing --------------------------------------------------------------------------
 

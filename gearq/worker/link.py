@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..net.address import ServerAddress
@@ -75,6 +77,14 @@ STABLE_AFTER = 1.0
 PROBE_GRABS = 2
 
 
+def _clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """``loop.time``, or the C function it calls when the loop keeps asyncio's own clock (a
+    Python call fewer on every read and every sleep of a connection)."""
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
+
+
 class _Connection(Connection):
     """A connection that hands its link every packet of a read at once, jobs as bare
     argument lists (no Packet objects on the hot path): the link holds back its writes
@@ -88,7 +98,7 @@ class _Connection(Connection):
             super().data_received(data)
             return
         # Connection.data_received, but with the decoder's job fast path.
-        self._last_rx = self._loop.time()
+        self._last_rx = link.now()
         try:
             items = self._decoder.feed_jobs(data)
         except ProtocolError as exc:
@@ -114,6 +124,7 @@ class Link:
         self.group = group
         self.functions = functions
         self.loop = worker.loop
+        self.now = _clock(self.loop)  # the loop's time
         self.thread_id = worker.thread_id
         self.health = ServerHealth(address, worker.recover)
         self.conn: Connection | None = None
@@ -247,6 +258,36 @@ class Link:
         if self._flush_handle is None and not self.corked:
             self._flush_handle = self.loop.call_soon(self.flush)
 
+    def complete_now(self, job: Job, result: bytes) -> bool:
+        """:meth:`complete` and :meth:`flush` in one, for a thread the loop's thread is
+        blocked waiting for (see :meth:`Job.complete_for_loop`). False if the job was
+        already answered."""
+        lock = _answer_lock
+        lock.acquire()
+        if job._answer:
+            lock.release()
+            return False
+        job._answer = COMPLETE
+        lock.release()
+        job._final_sent = True
+        conn = self.conn
+        if job._gen != self.gen or conn is None:
+            return True
+        handle = job.handle
+        self.held.pop(handle, None)
+        self.worker.stats.completed += 1
+        packet = _pack_head(_COMPLETE_HEAD, len(handle) + 1 + len(result)) + handle + b"\0" + result
+        out = self._out
+        if out:  # queued before it: they go first, in the same write
+            out.append(packet)
+            packet = b"".join(out)
+            out.clear()
+        try:
+            conn.send(packet)
+        except ConnectionLost:  # on_lost has run or will run; gearmand requeues the job
+            return True
+        return True
+
     def send_progress(self, job: Job, packet: bytes) -> None:
         if job._final_sent or job._gen != self.gen or self.conn is None:
             return
@@ -373,7 +414,10 @@ class Link:
             self._probe_empty = False
             self.limit = self.grabs  # nothing more to ask for
             self.state = SLEEPING
-            self.write(_GRAB + _PRE_SLEEP if count == 1 else _GRAB * count + _PRE_SLEEP)
+            # Out now, with whatever is queued before it, and before the timer is seen to:
+            # a job that woke us waits for this write.
+            self._out.append(_GRAB + _PRE_SLEEP if count == 1 else _GRAB * count + _PRE_SLEEP)
+            self.flush()
             self._arm_timer(self.worker.poll_interval, noop=False)
             self.worker._asleep()
             return
@@ -387,14 +431,25 @@ class Link:
 
     def receive(self, items: list[Packet | list[bytes]]) -> None:
         """Handle what one read brought (a job as its argument list, else a packet), then
-        write every answer and GRAB it caused in one go."""
+        write every answer and GRAB it caused in one go. (But for what a lone caller waits
+        for: a probe goes out at once, and so does the answer of a probe's last job.)"""
         worker = self.worker
         self.corked = True
+        last = items[-1]
         try:
             for item in items:
                 try:
                     if item.__class__ is list:
                         self._assigned(*item)
+                        if (
+                            item is not last
+                            and self.state is SLEEPING
+                            and last.__class__ is not list
+                            and self._out
+                        ):
+                            # A probe's job with no other job behind it in this read: its
+                            # answer goes now, not after the NO_JOB (which writes nothing).
+                            self.flush()
                         continue
                     ptype = item.type  # type: ignore[union-attr]
                     if ptype is _NOOP:
@@ -518,14 +573,14 @@ class Link:
             self._wake(noop=True)
             return
         delay = min(self.worker.poll_interval, SPIN_BASE * 2 ** (streak - SPIN_FREE))
-        if self.loop.time() + delay < self._timer_at:
+        if self.now() + delay < self._timer_at:
             self._arm_timer(delay, noop=True)
         else:
             self._timer_noop = True
 
     def _arm_timer(self, delay: float, *, noop: bool) -> None:
         """End this sleep in ``delay`` seconds, with a timer that fires no later."""
-        at = self.loop.time() + delay
+        at = self.now() + delay
         self._timer_at = at
         self._timer_noop = noop
         timer = self._timer
@@ -546,7 +601,7 @@ class Link:
         if self.state is not SLEEPING:
             return  # the sleep it was set for has ended; the next one arms it again
         at = self._timer_at
-        if at > self.loop.time():  # set for an earlier sleep
+        if at > self.now():  # set for an earlier sleep
             self._timer_when = at
             self._timer = self.loop.call_at(at, self._on_timer)
             return

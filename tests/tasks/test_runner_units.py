@@ -217,3 +217,230 @@ def test_a_call_that_raises_or_outlasts_the_wait_is_not_answered_from_its_thread
     value, delivered = _threads_call(nap, answer=answer)
     assert value == "late" and delivered == ["loop"]
     assert calls == []
+
+
+def test_a_call_waited_for_after_an_abandoned_one_is_its_own() -> None:
+    """The loop's thread gives up on a long call (it comes back through the loop); the next
+    call waited for in place gets its own value, and a long one after it is given up on
+    too, not handed back early with a stale value."""
+    import asyncio
+
+    from gearq.tasks.runner import _Threads
+
+    def nap(value: str, seconds: float) -> str:
+        time.sleep(seconds)
+        return value
+
+    async def main() -> list[Any]:
+        threads = _Threads(1, asyncio.get_running_loop())
+        seen: list[Any] = []
+        try:
+            await threads.submit(lambda: None)  # start the thread
+            handoff, fut = threads.call_waiting_now(nap, "first", 0.05)
+            assert handoff is None and fut is not None
+            seen.append(await fut)
+            for _ in range(5):  # a quick one: in place (five tries on a busy machine)
+                handoff, fut = threads.call_waiting_now(nap, "second", 0.0)
+                if handoff is not None:
+                    seen.append(handoff.take())
+                    break
+                seen.append(("late", await fut))
+            handoff, fut = threads.call_waiting_now(nap, "third", 0.05)
+            assert handoff is None and fut is not None
+            seen.append(await fut)
+        finally:
+            threads.shutdown()
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen[0] == "first" and seen[-2] == "second" and seen[-1] == "third"
+
+
+def test_the_answer_from_a_thread_gets_the_call_arguments_and_the_value() -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    def answer(*args: Any) -> bool:
+        seen.append(args)
+        return True
+
+    value, delivered = _threads_call(lambda a, b: a + b, 2, 3, answer=answer, quick=True)
+    assert value == 5 and delivered == ["answered"]
+    assert seen[-1] == (2, 3, 5)
+
+
+def test_a_shut_down_pool_takes_no_hand_off() -> None:
+    import asyncio
+
+    from gearq.tasks.runner import _Threads
+
+    async def main() -> None:
+        threads = _Threads(1, asyncio.get_running_loop())
+        threads.shutdown()
+        with pytest.raises(RuntimeError, match="shut down"):
+            threads.call_waiting_now(lambda: None)
+        with pytest.raises(RuntimeError, match="shut down"):
+            threads.submit(lambda: None)
+
+    asyncio.run(main())
+
+
+# --- the worker's quick decoding of the common call --------------------------------------------
+
+
+def _envelopes() -> list[bytes]:
+    import msgpack
+
+    from gearq.tasks.envelope import encode_call
+
+    pack = msgpack.packb
+    return [
+        encode_call("t", [1, "a"]),
+        encode_call("t", [b"x" * 100], task_id="id-1"),
+        encode_call("t", [], {"k": 1}),
+        encode_call("t"),
+        encode_call("t", [1], task_id="i", attempt=3, max_retries=5, expires=2e9),
+        encode_call("t", [1], headers={"h": 1}, parent_id="p"),
+        encode_call("t", [1], serializer="json"),
+        pack({"v": 1, "t": "t"}),
+        pack({"v": 1, "t": None, "a": [1]}),
+        pack({"v": 1, "a": (), "k": None}),
+        pack({"v": 1, "k": []}),  # an empty array for no kwargs (PHP)
+        pack({"v": 1, "t": 5}),
+        pack({"v": 1, "id": 5}),
+        pack({"v": 1, "a": {"x": 1}}),
+        pack({"v": 1, "a": "abc"}),
+        pack({"v": 1, "k": {1: 2}}),
+        pack({"v": 1, "k": [1]}),
+        pack({"v": True}),
+        pack({"v": 1.0}),
+        pack({"v": 2}),
+        pack({"t": "t"}),
+        pack({1: 1, "v": 1}),
+        pack({"v": 1, "zz": 1}),
+        pack([1, 2]),
+        pack({"v": 1, **{f"x{i}": i for i in range(20)}}),  # a map16
+        b"\x81\xa1v",  # cut short
+        b"\x81\xa1v\xc1",  # a byte msgpack never writes
+        b"",
+        b"{}",
+        b"\x80",
+    ]
+
+
+def test_the_quick_call_decoding_agrees_with_decode_call() -> None:
+    """``_quick_call`` decodes what it takes exactly as ``decode_call`` does, and leaves
+    everything else (optional keys, other types, errors) to it."""
+    from gearq.tasks.envelope import decode_call
+    from gearq.tasks.runner import _quick_call
+
+    taken = 0
+    for data in _envelopes():
+        quick = _quick_call(data)
+        try:
+            full: Any = decode_call(data)
+        except Exception as exc:
+            full = exc
+        if quick is None:
+            continue
+        taken += 1
+        assert not isinstance(full, Exception), (data, full)
+        assert quick == full and quick.serializer is full.serializer, data
+        assert type(quick.args) is tuple and type(quick.kwargs) is dict
+    assert taken == 7  # the plain msgpack calls: encode_call's first four, and three more
+
+
+def test_the_quick_call_decoding_takes_what_delay_sends() -> None:
+    from gearq.tasks.envelope import encode_call
+    from gearq.tasks.runner import _quick_call
+
+    call = _quick_call(encode_call("bench.echo", [b"x" * 100], task_id="abc"))
+    assert call is not None
+    assert (call.task, call.args, call.kwargs, call.task_id) == (
+        "bench.echo", (b"x" * 100,), {}, "abc"
+    )  # fmt: skip
+    assert call.attempt == 1 and call.expires is None and call.headers == {}
+
+
+def test_the_quick_result_encoding_agrees_with_encode_result() -> None:
+    import datetime
+    import decimal
+
+    from gearq.tasks.envelope import encode_result
+    from gearq.tasks.runner import _encode_ok
+    from gearq.tasks.serializers import JSON, MSGPACK, RAW, SerializationError
+
+    values: list[Any] = [
+        None, 1, "s", b"x" * 100, [1, {"a": (1, 2)}], {"k": [None]}, 1.5, True,
+        datetime.datetime(2020, 1, 2, 3, 4, 5), decimal.Decimal("1.25"), {1, 2},
+    ]  # fmt: skip
+    for ser in (MSGPACK, JSON):
+        for value in values:
+            try:
+                expected: Any = encode_result(value, serializer=ser, task_name="t")
+            except SerializationError as exc:
+                expected = type(exc)
+            try:
+                got: Any = _encode_ok(value, ser, "t")
+            except SerializationError as exc:
+                got = type(exc)
+            assert got == expected, (ser, value)
+    assert _encode_ok(b"raw", RAW, "t") == encode_result(b"raw", serializer=RAW, task_name="t")
+    with pytest.raises(SerializationError, match="return value"):
+        _encode_ok(object(), MSGPACK, "t")  # explained by encode_result
+
+
+def test_a_wait_cut_short_by_a_signal_handler_leaves_the_job_to_the_loop() -> None:
+    """A signal handler that raises while the loop's thread waits for a hand-off: the
+    error goes up, and the pool thread, once done, neither answers the job (it would write
+    to the connection while the loop's thread runs) nor keeps its value."""
+    import asyncio
+    import signal
+    import threading
+
+    from gearq.tasks.runner import _Threads
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are handled in the main thread only")
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted
+
+    main_thread = threading.get_ident()
+    answered: list[Any] = []
+
+    def answer(*args: Any) -> bool:
+        answered.append(args)
+        return True
+
+    def poke() -> str:  # in the pool thread, while the loop's thread waits for it
+        signal.pthread_kill(main_thread, signal.SIGUSR1)
+        time.sleep(0.02)
+        return "late"
+
+    async def main() -> list[Any]:
+        threads = _Threads(1, asyncio.get_running_loop())
+        delivered: list[Any] = []
+        deliver = threads._deliver
+
+        def spy() -> None:
+            delivered.append(list(threads._done))
+            deliver()
+
+        threads._deliver = spy  # type: ignore[method-assign]
+        previous = signal.signal(signal.SIGUSR1, interrupt)
+        try:
+            await threads.submit(lambda: None)  # start the thread
+            delivered.clear()
+            with pytest.raises(Interrupted):
+                threads.call_waiting_now(poke, answer=answer)
+            await asyncio.sleep(0.1)  # the thread is done by now
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+            threads.shutdown()
+        return delivered
+
+    assert asyncio.run(main()) == []  # nothing came back through the loop either
+    assert answered == []

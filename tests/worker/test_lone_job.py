@@ -1,0 +1,139 @@
+"""A lone job on an idle connection: what leaves first. The probe's GRABs and the job's
+answer are each written before the bookkeeping that follows them (the round trip of a lone
+caller waits for exactly these writes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gearq.protocol import Packet, PacketType
+from gearq.protocol.codec import encode_request
+from gearq.worker import Job
+from gearq.worker import link as link_module
+
+from .fakeserver import FakeConn, FakeServer
+from .helpers import eventually, make_worker, run, serving
+
+P = PacketType
+
+_PROBE = encode_request(P.GRAB_JOB_UNIQ) * 2 + encode_request(P.PRE_SLEEP)
+
+
+def _probe_script(queue: list[bytes]) -> Any:
+    """gearmand's answers to a probe: the queued job for the first GRAB, NO_JOB for the
+    second, both written before the worker reads (one read brings both)."""
+
+    def script(conn: FakeConn, packet: Packet) -> None:
+        if packet.type is P.GRAB_JOB_UNIQ:
+            if queue:
+                conn.send(P.JOB_ASSIGN_UNIQ, b"H:lone:%d" % len(queue), b"f", b"", queue.pop())
+            else:
+                conn.send(P.NO_JOB)
+
+    return script
+
+
+class _Spy:
+    """Records every write of the worker's connections, and what had been written when
+    the probe's NO_JOB was handled and when the probe's timer was armed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent: list[bytes] = []
+        self.at_no_job: list[list[bytes]] = []
+        self.at_arm: list[tuple[list[bytes], bool]] = []
+        send = link_module._Connection.send
+        no_job = link_module.Link._no_job
+        arm = link_module.Link._arm_timer
+
+        def spy_send(conn: Any, data: bytes) -> None:
+            self.sent.append(bytes(data))
+            send(conn, data)
+
+        def spy_no_job(link: Any) -> None:
+            self.at_no_job.append(list(self.sent))
+            no_job(link)
+
+        def spy_arm(link: Any, delay: float, *, noop: bool) -> None:
+            self.at_arm.append((list(self.sent), bool(link._out)))
+            arm(link, delay, noop=noop)
+
+        monkeypatch.setattr(link_module._Connection, "send", spy_send)
+        monkeypatch.setattr(link_module.Link, "_no_job", spy_no_job)
+        monkeypatch.setattr(link_module.Link, "_arm_timer", spy_arm)
+
+
+def test_a_probes_inline_job_is_answered_before_its_no_job_is_handled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spy = _Spy(monkeypatch)
+    queue: list[bytes] = []
+
+    def echo(job: Job) -> bytes:
+        return b"ok " + job.payload
+
+    async def main() -> None:
+        server = await FakeServer(_probe_script(queue)).start()
+        worker = make_worker(server.address, concurrency=4, poll_interval=10.0)
+        worker.register("f", echo, inline=True)
+        async with serving(worker):
+            conn = server.conns[0]
+            await eventually(lambda: conn.count(P.PRE_SLEEP) == 1)  # asleep after NO_JOB
+            spy.at_no_job.clear()
+            queue.append(b"x")
+            conn.send(P.NOOP)
+            await eventually(lambda: conn.count(P.WORK_COMPLETE) == 1)
+            await eventually(lambda: len(spy.at_no_job) == 1)
+            assert conn.packets[-1].args == (b"H:lone:1", b"ok x")
+        await server.close()
+
+    run(main())
+    # The job and the NO_JOB came in one read: the answer left before the NO_JOB was seen.
+    written = b"".join(spy.at_no_job[0])
+    assert written.endswith(encode_request(P.WORK_COMPLETE, b"H:lone:1", b"ok x"))
+
+
+def test_a_probe_is_written_before_its_timer_is_armed(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = _Spy(monkeypatch)
+
+    def echo(job: Job) -> bytes:
+        return job.payload
+
+    async def main() -> None:
+        server = await FakeServer(_probe_script([])).start()
+        worker = make_worker(server.address, concurrency=4, poll_interval=10.0)
+        worker.register("f", echo, inline=True)
+        async with serving(worker):
+            conn = server.conns[0]
+            await eventually(lambda: conn.count(P.PRE_SLEEP) == 1)
+            spy.at_arm.clear()
+            conn.send(P.NOOP)  # a wake that finds nothing: a probe all the same
+            await eventually(lambda: conn.count(P.PRE_SLEEP) == 2)
+            await eventually(lambda: len(spy.at_arm) == 1)
+        await server.close()
+
+    run(main())
+    sent, queued = spy.at_arm[0]
+    assert sent[-1].endswith(_PROBE) and not queued
+
+
+def test_a_connection_keeps_its_loops_time() -> None:
+    """Links read the clock without a Python call when the loop keeps asyncio's own, and
+    through the loop when it keeps another (heartbeats and timers compare the two)."""
+    import asyncio
+    import time
+
+    class Shifted(asyncio.SelectorEventLoop):
+        def time(self) -> float:
+            return 1000.0 + super().time()
+
+    plain = asyncio.new_event_loop()
+    shifted = Shifted()
+    try:
+        assert link_module._clock(plain) is time.monotonic
+        now = link_module._clock(shifted)
+        assert now() >= 1000.0 + time.monotonic() - 1.0
+    finally:
+        plain.close()
+        shifted.close()
