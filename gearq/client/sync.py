@@ -386,7 +386,8 @@ class DrivenLoop:
         try:
             if self.loop.is_closed():
                 return None
-            self._settle_lane()
+            if self.lane is not None:
+                self._settle_lane()
             lane = client.send_lane(function, payload, priority)
             if lane is None:
                 return None

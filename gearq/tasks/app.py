@@ -430,10 +430,7 @@ class _ThreadHome(_Home):
         client = self.client
         fn, payload, _, priority, unique, _, timeout = request
         if unique is None and timeout is None:
-            # Read by its waiter, without the client's bookkeeping: see gearq.client.lane.
-            sent = self.driver.send_lane(
-                client, fn, payload, priority, self._bind_lane, make_result, task_id
-            )
+            sent = self.call_lane(make_result, task_id, fn, payload, priority)
             if sent is not None:
                 return sent
 
@@ -450,6 +447,23 @@ class _ThreadHome(_Home):
             return result
 
         return self.driver.run_here(send)
+
+    def call_lane(
+        self,
+        make_result: Callable[[str, bool], AsyncResult[R]],
+        task_id: str,
+        function: bytes,
+        payload: bytes,
+        priority: Priority,
+    ) -> AsyncResult[R] | None:
+        """A lone foreground call (nothing else in flight, no unique, no timeout) sent
+        from this thread at once as a lane, which its waiter reads without the client's
+        bookkeeping (see gearq.client.lane); None if it does not qualify."""
+        if self.closed or self.queue or self.fg or self.bg:
+            return None
+        return self.driver.send_lane(
+            self.client, function, payload, priority, self._bind_lane, make_result, task_id
+        )
 
     def _bind_lane(
         self, lane: LaneCall, make_result: Callable[[str, bool], AsyncResult[R]], task_id: str

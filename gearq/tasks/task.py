@@ -282,6 +282,13 @@ class Task(Generic[P, R]):
         unique = None if spec is None else self._unique(spec, args, kwargs, False, task_id)
         if conf.require_worker:
             app._check_worker(self.name, self.function_name)
+        elif unique is None and conf.default_timeout is None:
+            # The common call, sent as a lane if it is the only one (see App.call_lane).
+            sent = app._thread().call_lane(
+                self._result, task_id, self.function_name, payload, options.priority
+            )
+            if sent is not None:
+                return sent
         return app._call_blocking(
             self._result, task_id,
             (self.function_name, payload, False, options.priority, unique, None,
