@@ -190,3 +190,28 @@ def test_the_server_dying_during_a_lane_wait_is_a_typed_error(
         assert time.monotonic() - start < 5
     finally:
         app.close()
+
+
+def test_threads_calling_at_once_each_get_their_own_results(app: App, serve: StartWorker) -> None:
+    # Lanes, the jobs they become when another thread's call takes the loop, and queued
+    # calls, all mixed: every caller still gets exactly its own values.
+    t = _tasks(app)
+    serve(concurrency=8)
+    assert t["echo"].delay("warm").get(timeout=10) == "warm"
+    errors: list[BaseException] = []
+    seen: dict[int, list[str]] = {}
+
+    def caller(n: int) -> None:
+        try:
+            seen[n] = [t["echo"].delay(f"{n}-{i}").get(timeout=10) for i in range(100)]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert seen == {n: [f"{n}-{i}" for i in range(100)] for n in range(4)}
+    wait_for(lambda: _links_idle(app))
