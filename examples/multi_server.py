@@ -11,8 +11,10 @@ were. The client notices the dead server on first use and skips it for ``recover
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -75,10 +77,17 @@ if __name__ == "__main__":
 
         embedded = [EmbeddedServer().start() for _ in range(3)]
         addresses = [s.address for s in embedded]
+        host, port = addresses[2].rsplit(":", 1)
         embedded[2].stop()  # the outage
+        # Keep its port (bound, not listening) while this runs, so that no other program
+        # can take it: a connect there is refused, as at a real outage.
+        held = socket.socket()
+        with contextlib.suppress(OSError):  # taken already: the outage may look different
+            held.bind((host, int(port)))
         print(f"(no servers given: three embedded job servers; {addresses[2]} is stopped)")
         try:
             main(addresses)
         finally:
+            held.close()
             for server in embedded[:2]:
                 server.stop()
