@@ -35,7 +35,12 @@ if TYPE_CHECKING:
     from ..net.connection import Connection
     from .link import ServerLink
 
-__all__ = ["LaneCall"]
+__all__ = ["DONE", "MORE", "OTHER", "LaneCall"]
+
+#: What :meth:`LaneCall.feed` found (see there).
+DONE = 1
+MORE = 0
+OTHER = -1
 
 _HEAD = struct.Struct(">4sII")
 _RES = b"\0RES"
@@ -83,10 +88,13 @@ class LaneCall:
         """Neither made into a Job nor finished (by :meth:`feed`)."""
         return self.job is None and self.on_done is not None
 
-    def feed(self, data: bytes) -> bool:
-        """Bytes read from the connection (in the thread that owns the loop): True once
-        they held our WORK_COMPLETE (``on_done`` has been called). Anything unexpected
-        makes the Job and hands it the bytes from that packet on."""
+    def feed(self, data: bytes) -> int:
+        """Bytes read from the connection (in the thread that owns the loop). DONE: they
+        held our WORK_COMPLETE (``on_done`` has been called; hand the connection
+        :attr:`rest`, if any); MORE: wait for more; OTHER: something else came, kept in
+        :attr:`rest`: :meth:`materialize` now (it hands them on). The caller hands bytes
+        on with the loop set as its thread's running loop: the connection's handlers may
+        need it (``on_done`` does not)."""
         if self.rest:
             data = self.rest + data
             self.rest = b""
@@ -108,24 +116,28 @@ class LaneCall:
                     assert done is not None
                     self.on_done = None
                     self.result = result
-                    done(result)
                     if stop < end:  # not ours (nothing else was in flight): the usual way
-                        self.conn.data_received(data[stop:])
-                    return True
+                        self.rest = data[stop:]
+                    done(result)
+                    return DONE
             break
         if pos == end:
-            return False
-        rest = data[pos:]
+            return MORE
+        rest = self.rest = data[pos:]
         left = len(rest)
         if (left < 12 and _RES.startswith(rest[:4])) or (
             left >= 12 and rest[:4] == _RES and left < 12 + _HEAD.unpack_from(rest)[2] <= _KEEP
         ):
-            self.rest = rest  # a packet not yet whole
-            return False
+            return MORE  # a packet not yet whole
         # Another packet, or one too large to gather here: the usual way from now on.
-        self.materialize()
-        self.conn.data_received(rest)
-        return False
+        return OTHER
+
+    def hand_over(self) -> None:
+        """Give the connection what was read and not taken (after DONE)."""
+        rest = self.rest
+        if rest:
+            self.rest = b""
+            self.conn.data_received(rest)
 
     def materialize(self) -> Job:
         """Make the Job this call would have been, registered with the link as if
@@ -144,10 +156,7 @@ class LaneCall:
         on_job = self.on_job
         if on_job is not None:
             on_job(job)
-        rest = self.rest
-        if rest:
-            self.rest = b""
-            self.conn.data_received(rest)
+        self.hand_over()
         return job
 
     def completed_job(self) -> Job | None:

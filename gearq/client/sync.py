@@ -42,7 +42,8 @@ from .job import (
     Priority,
     UniqueStatus,
 )
-from .lane import LaneCall
+from .lane import DONE as LANE_DONE
+from .lane import MORE, OTHER, LaneCall
 from .many import ForegroundBatch
 
 __all__ = ["Client", "DrivenLoop", "SyncJob", "driver_of"]
@@ -447,9 +448,7 @@ class DrivenLoop:
         if timer is not None and (deadline is None or now + timer < deadline):
             until = now + timer  # the loop has to run the timer then
         fd = lane.conn._fd
-        loop = self.loop
-        interrupted = _catch_sigint(loop)
-        asyncio.events._set_running_loop(loop)
+        interrupted = _catch_sigint(self.loop)
         try:
             while True:
                 if until is None:
@@ -469,14 +468,25 @@ class DrivenLoop:
                 data = lane.conn.read_unhandled()
                 if data is None:
                     return None  # the end of the stream: the loop meets it too
-                if data and lane.feed(data):
-                    if self.lane is lane:
-                        self.lane = None
-                    return True
-                if not lane.open:
-                    return None
+                if not data:
+                    continue
+                got = lane.feed(data)
+                if got == MORE:
+                    continue
+                if got == LANE_DONE and self.lane is lane:
+                    self.lane = None
+                if got == OTHER or lane.rest:
+                    # What the connection's handlers get runs as in the loop.
+                    asyncio.events._set_running_loop(self.loop)
+                    try:
+                        if got == OTHER:
+                            lane.materialize()
+                        else:
+                            lane.hand_over()
+                    finally:
+                        asyncio.events._set_running_loop(None)
+                return got == LANE_DONE or None
         finally:
-            asyncio.events._set_running_loop(None)
             if interrupted is not None:
                 interrupted.restore()
                 if interrupted.hit:

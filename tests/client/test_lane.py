@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gearq.client.job import Job, JobState, Priority
-from gearq.client.lane import LaneCall
+from gearq.client.lane import DONE, MORE, OTHER, LaneCall
 from gearq.net.address import ServerAddress
 
 
@@ -54,10 +54,10 @@ def test_the_two_replies_in_any_two_reads(cut: int) -> None:
     lane, conn, link, done, jobs = _lane()
     data = CREATED + COMPLETE
     if cut == len(data):
-        assert lane.feed(data)
+        assert lane.feed(data) == DONE
     else:
-        assert not (cut and lane.feed(data[:cut]))
-        assert lane.feed(data[cut:])
+        assert not cut or lane.feed(data[:cut]) == MORE
+        assert lane.feed(data[cut:]) == DONE
     assert done == [b"the result"]
     assert lane.handle == HANDLE and lane.result == b"the result"
     assert not jobs and not conn.handed and not link.pending and not link.jobs
@@ -70,16 +70,17 @@ def test_one_byte_at_a_time() -> None:
     lane, _, _, done, jobs = _lane()
     data = CREATED + COMPLETE
     results = [lane.feed(data[i : i + 1]) for i in range(len(data))]
-    assert results == [False] * (len(data) - 1) + [True]
+    assert results == [MORE] * (len(data) - 1) + [DONE]
     assert done == [b"the result"] and not jobs
 
 
 def test_another_packet_makes_the_job_and_hands_it_the_rest() -> None:
     lane, conn, link, done, jobs = _lane()
     status = _res(12, HANDLE + b"\x001\x002")  # WORK_STATUS
-    assert not lane.feed(CREATED + status[:5])  # a packet not yet whole is kept
-    assert not jobs
-    assert not lane.feed(status[5:] + COMPLETE)
+    assert lane.feed(CREATED + status[:5]) == MORE  # a packet not yet whole is kept
+    assert lane.feed(status[5:] + COMPLETE) == OTHER
+    assert not jobs and not conn.handed and lane.open  # the caller materializes it
+    lane.materialize()
     assert not done and not lane.open
     assert len(jobs) == 1 and link.jobs == {HANDLE: jobs[0]}
     assert jobs[0].state is JobState.CREATED and jobs[0].handle == HANDLE
@@ -89,7 +90,8 @@ def test_another_packet_makes_the_job_and_hands_it_the_rest() -> None:
 def test_an_error_before_the_job_was_created_goes_to_a_pending_job() -> None:
     lane, conn, link, done, jobs = _lane()
     error = _res(19, b"ERR\0no")  # ERROR in place of JOB_CREATED
-    assert not lane.feed(error)
+    assert lane.feed(error) == OTHER
+    lane.materialize()
     assert len(jobs) == 1 and list(link.pending) == jobs and not link.jobs
     assert jobs[0].state is JobState.PENDING
     assert conn.handed == [error] and not done
@@ -98,20 +100,22 @@ def test_an_error_before_the_job_was_created_goes_to_a_pending_job() -> None:
 def test_a_completion_for_another_handle_is_not_taken_as_ours() -> None:
     lane, conn, link, done, jobs = _lane()
     other = _res(13, b"H:host:7\0x")
-    assert not lane.feed(CREATED + other)
+    assert lane.feed(CREATED + other) == OTHER
+    lane.materialize()
     assert not done and link.jobs == {HANDLE: jobs[0]} and conn.handed == [other]
 
 
 def test_a_large_packet_is_left_to_the_connection() -> None:
     lane, conn, _link, _done, jobs = _lane()
     big = _res(13, HANDLE + b"\0" + b"x" * 200_000)
-    assert not lane.feed(CREATED + big[:1000])
+    assert lane.feed(CREATED + big[:1000]) == OTHER
+    lane.materialize()
     assert len(jobs) == 1 and conn.handed == [big[:1000]]
 
 
 def test_materializing_hands_over_a_partial_packet_once() -> None:
     lane, conn, link, _done, jobs = _lane()
-    assert not lane.feed(CREATED + COMPLETE[:7])
+    assert lane.feed(CREATED + COMPLETE[:7]) == MORE
     job = lane.materialize()
     assert lane.materialize() is job and jobs == [job]
     assert link.jobs == {HANDLE: job} and conn.handed == [COMPLETE[:7]]
@@ -119,5 +123,15 @@ def test_materializing_hands_over_a_partial_packet_once() -> None:
 
 def test_garbage_is_left_to_the_connection_to_refuse() -> None:
     lane, conn, _, done, jobs = _lane()
-    assert not lane.feed(b"\0REQ" + b"\0" * 8)
+    assert lane.feed(b"\0REQ" + b"\0" * 8) == OTHER
+    lane.materialize()
     assert len(jobs) == 1 and conn.handed == [b"\0REQ" + b"\0" * 8] and not done
+
+
+def test_bytes_after_our_result_are_kept_for_the_connection() -> None:
+    lane, conn, _link, done, jobs = _lane()
+    echo = _res(17, b"token")  # ECHO_RES: not the lane's
+    assert lane.feed(CREATED + COMPLETE + echo) == DONE
+    assert done == [b"the result"] and not conn.handed and lane.rest == echo
+    lane.hand_over()
+    assert conn.handed == [echo] and lane.rest == b"" and not jobs
