@@ -215,3 +215,27 @@ def test_threads_calling_at_once_each_get_their_own_results(app: App, serve: Sta
     assert not errors
     assert seen == {n: [f"{n}-{i}" for i in range(100)] for n in range(4)}
     wait_for(lambda: _links_idle(app))
+
+
+def test_a_lane_whose_server_dies_is_resubmitted_when_the_app_asks_for_it(
+    gearmand_factory: Any, serve: StartWorker
+) -> None:
+    first: GearmandProcess = gearmand_factory()
+    second: GearmandProcess = gearmand_factory()
+    app = App(
+        "lane-failover",
+        servers=f"{first.address},{second.address}",
+        env=False,
+        client_options={"resubmit_on_failure": True},
+    )
+    try:
+        t = _tasks(app)
+        serve(app)
+        assert t["echo"].delay("warm").get(timeout=10) == "warm"  # on the first server
+        result = t["nap"].delay(0.5)
+        assert result._lane is not None
+        threading.Timer(0.2, first.kill).start()
+        assert result.get(timeout=15) == 0.5  # run again on the second server
+        assert result.server is not None and result.server.port == second.port
+    finally:
+        app.close()
