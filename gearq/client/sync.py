@@ -392,9 +392,10 @@ class DrivenLoop:
             lane = client.send_lane(function, payload, priority)
             if lane is None:
                 return None
-            bound = bind(lane, *args)
+            # Registered first: whatever happens in bind, the next taker of the loop makes
+            # the lane a job, so the link's replies stay in step.
             self.lane = lane
-            return bound
+            return bind(lane, *args)
         finally:
             self._release()
 
