@@ -309,7 +309,7 @@ class AsyncResult(Generic[R_co]):
                 return
         try:
             self._settle_reply(data)
-        except (DeserializationError, GearqError) as exc:
+        except Exception as exc:  # undecodable (or a bug): the caller still hears of it
             self._settle_error(exc)
         self._finish()
 
