@@ -237,7 +237,11 @@ def run_raw_worker(
                 _, _, workload = rest.partition(b"\0")  # unique
                 body_out = handle + b"\0" + workload
                 out.append(complete_head + len(body_out).to_bytes(4, "big") + body_out)
-                out.append(grab)
+                # Its GRAB again, and those that came back NO_JOB meanwhile: the queue
+                # has work again, so the window is full again (else one NO_JOB in a burst
+                # would leave it short for good, down to one GRAB in the worst case).
+                out.append(grab * (1 + grabs - outstanding))
+                outstanding = grabs
                 done += 1
             elif ptype == NO_JOB:
                 outstanding -= 1
