@@ -95,11 +95,23 @@ class LaneCall:
         :attr:`rest`: :meth:`materialize` now (it hands them on). The caller hands bytes
         on with the loop set as its thread's running loop: the connection's handlers may
         need it (``on_done`` does not)."""
+        end = len(data)
         if self.rest:
             data = self.rest + data
             self.rest = b""
+            end = len(data)
+        elif end >= 12:
+            # The usual read: one whole packet, the JOB_CREATED or then the WORK_COMPLETE.
+            magic, ptype, size = _HEAD.unpack_from(data)
+            if magic == _RES and end == 12 + size:
+                if ptype == _JOB_CREATED and self.handle is None:
+                    self.handle = data[12:]
+                    return MORE
+                if ptype == _WORK_COMPLETE and self.handle is not None:
+                    handle, _, result = data[12:].partition(b"\0")
+                    if handle == self.handle:
+                        return self._finish(result, end, data)
         pos = 0
-        end = len(data)
         while end - pos >= 12:
             magic, ptype, size = _HEAD.unpack_from(data, pos)
             stop = pos + 12 + size
@@ -112,14 +124,7 @@ class LaneCall:
             if ptype == _WORK_COMPLETE and self.handle is not None:
                 handle, _, result = data[pos + 12 : stop].partition(b"\0")
                 if handle == self.handle:
-                    done = self.on_done
-                    assert done is not None
-                    self.on_done = None
-                    self.result = result
-                    if stop < end:  # not ours (nothing else was in flight): the usual way
-                        self.rest = data[stop:]
-                    done(result)
-                    return DONE
+                    return self._finish(result, stop, data)
             break
         if pos == end:
             return MORE
@@ -131,6 +136,16 @@ class LaneCall:
             return MORE  # a packet not yet whole
         # Another packet, or one too large to gather here: the usual way from now on.
         return OTHER
+
+    def _finish(self, result: bytes, stop: int, data: bytes) -> int:
+        done = self.on_done
+        assert done is not None
+        self.on_done = None
+        self.result = result
+        if stop < len(data):  # not ours (nothing else was in flight): the usual way
+            self.rest = data[stop:]
+        done(result)
+        return DONE
 
     def hand_over(self) -> None:
         """Give the connection what was read and not taken (after DONE)."""
