@@ -266,14 +266,16 @@ class AsyncClient:
             return None
         order: Sequence[int] | None = self.pool.fixed_order
         if order is None:
-            if not all(link.conn is not None for link in self._links):
+            # Asked only when its answer is used (a round-robin moves on when asked): so
+            # every link that could be the answer must be able to take the lane.
+            if not all(link.idle_for_lane() for link in self._links):
                 return None
             order = self.pool.candidates(b"")
         link = self._links[order[0]] if order else None
-        if link is None or (conn := link.conn) is None:
+        if link is None or not link.idle_for_lane():
             return None
-        if link.pending or link.jobs or link.wbuf or link.waiting_room or not conn.ready_in_place():
-            return None
+        conn = link.conn
+        assert conn is not None
         fn, fn_nul, fixed = fast
         packet = b"".join((head, (fixed + len(payload)).to_bytes(4, "big"), fn_nul, NUL, payload))
         try:

@@ -225,10 +225,16 @@ class ServerLink:
             if entry in self._writers:
                 self._writers.remove(entry)
 
-    @property
-    def waiting_room(self) -> bool:
-        """Batches wait for room in this link's window."""
-        return bool(self._writers)
+    def idle_for_lane(self) -> bool:
+        """Open and idle: nothing sent and unanswered, no job in flight, nothing queued or
+        left to write, no batch waiting for room; and its connection can be read in
+        place (see gearq.client.lane)."""
+        conn = self.conn
+        return (
+            conn is not None
+            and not (self.pending or self.jobs or self.wbuf or self._writers)
+            and conn.ready_in_place()
+        )
 
     def _refill(self) -> None:
         """Write the submits of waiting batches that the window has room for now."""

@@ -424,15 +424,12 @@ class _ThreadHome(_Home):
     ) -> AsyncResult[R] | None:
         """A lone foreground call (nothing else in flight) sent from this thread at once,
         its result made once the packet has left (so the server starts meanwhile); None
-        if this call does not qualify (:meth:`submit` then takes it)."""
+        if this call does not qualify (:meth:`submit` then takes it). (A call that can
+        go as a lane was offered to :meth:`call_lane` first.)"""
         if self.closed or self.queue or self.fg or self.bg or request[2] or request[5]:
             return None
         client = self.client
         fn, payload, _, priority, unique, _, timeout = request
-        if unique is None and timeout is None:
-            sent = self.call_lane(make_result, task_id, fn, payload, priority)
-            if sent is not None:
-                return sent
 
         def send() -> AsyncResult[R] | None:
             job = client.submit_now(

@@ -239,3 +239,29 @@ def test_a_lane_whose_server_dies_is_resubmitted_when_the_app_asks_for_it(
         assert result.server is not None and result.server.port == second.port
     finally:
         app.close()
+
+
+def test_lanes_follow_a_round_robin(gearmand_factory: Any, serve: StartWorker) -> None:
+    servers = [gearmand_factory(), gearmand_factory()]
+    app = App(
+        "lane-rr",
+        servers=",".join(s.address for s in servers),
+        env=False,
+        strategy="round_robin",
+    )
+    try:
+        t = _tasks(app)
+        serve(app)
+        for i in range(2):  # one call per server: both connected
+            assert t["echo"].delay(i).get(timeout=10) == i
+        ports = []
+        for i in range(6):
+            result = t["echo"].delay(i)
+            assert result._lane is not None
+            assert result.get(timeout=10) == i
+            assert result.server is not None
+            ports.append(result.server.port)
+        assert ports[0] != ports[1] and ports == ports[:2] * 3
+        assert sorted(ports[:2]) == sorted(s.port for s in servers)
+    finally:
+        app.close()

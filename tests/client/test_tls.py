@@ -111,3 +111,22 @@ def test_tls_with_an_untrusted_certificate_fails_to_connect(gearmand, tls_front)
     error = run(main())
     (cause,) = error.errors.values()
     assert isinstance(cause, ConnectFailed) and "CERTIFICATE" in str(cause).upper()
+
+
+def test_no_lane_over_tls_and_asking_for_one_does_not_move_a_round_robin_on(gearmand, tls_front):
+    # A lane needs a connection read in place, which TLS is not; the refusal must come
+    # before the strategy is asked, or a round-robin would skip a server per call.
+    address, cert = tls_front
+    context = ssl.create_default_context(cafile=str(cert))
+
+    async def main() -> tuple[object, list[bytes]]:
+        async with AsyncClient(address, ssl=context, strategy="round_robin") as client:
+            await client.ping()  # connected
+            asked: list[bytes] = []
+            pool = client.pool
+            candidates = pool.candidates
+            pool.candidates = lambda unique=b"": asked.append(unique) or candidates(unique)  # type: ignore[method-assign]
+            return client.send_lane("tls", b"payload"), asked
+
+    lane, asked = run(main())
+    assert lane is None and asked == []
