@@ -58,13 +58,14 @@ from ..worker import AsyncWorker, Job, WorkerError, WorkerStats
 from ..worker.blocking import BlockingDriver
 from .context import MaxRetriesExceeded, Retry, TaskContext, UnknownTask
 from .envelope import (
-    ENVELOPE_VERSION,
     Call,
     EnvelopeError,
     decode_call,
+    decode_plain_call,
     detect_serializer,
     encode_chunk,
     encode_failure,
+    encode_plain_result,
     encode_result,
     encode_state,
 )
@@ -296,56 +297,6 @@ def _id_from_unique(unique: bytes) -> str | None:
 _PENDING_TYPES = (CoroutineType, AsyncGeneratorType)
 
 _new_lock = threading.Lock
-
-_QUICK_KEYS = frozenset({"v", "t", "id", "a", "k"})
-_msgpack_loads = MSGPACK.loads
-
-
-def _quick_call(data: bytes) -> Call | None:
-    """:func:`~gearq.tasks.envelope.decode_call` of the common call, a msgpack map with
-    nothing but the basic keys, each of the expected type (what ``delay()`` sends); None
-    for anything else, which ``decode_call`` then decodes, or refuses with the reason.
-    (On a lone job's path every Python call counts: this makes one where ``decode_call``
-    makes six.)"""
-    if not data or not 0x80 <= data[0] <= 0x8F:  # a msgpack map of up to 15 keys
-        return None
-    try:
-        env = _msgpack_loads(data)
-    except Exception:
-        return None
-    if env.__class__ is not dict or not env.keys() <= _QUICK_KEYS:
-        return None
-    get = env.get
-    version = get("v")
-    task = get("t")
-    task_id = get("id")
-    args = get("a", ())
-    kwargs = get("k")
-    if (
-        version.__class__ is not int
-        or version != ENVELOPE_VERSION
-        or (task is not None and task.__class__ is not str)
-        or (task_id is not None and task_id.__class__ is not str)
-        or (args.__class__ is not list and args != ())
-    ):
-        return None
-    if kwargs is None:
-        kwargs = {}
-    elif kwargs.__class__ is not dict or not all(key.__class__ is str for key in kwargs):
-        return None
-    return Call(task, tuple(args), kwargs, task_id, serializer=MSGPACK)
-
-
-def _encode_ok(value: Any, ser: Serializer, task_name: str) -> bytes:
-    """``encode_result(value, serializer=ser, task_name=task_name)``, without its detours
-    for the common case (msgpack or json, a value they carry): about half its cost, on the
-    path of every answer."""
-    if ser is MSGPACK or ser is JSON:
-        try:
-            return ser.dumps({"v": ENVELOPE_VERSION, "s": "ok", "r": value})
-        except (TypeError, ValueError, OverflowError):
-            pass  # encode_result says what it cannot carry, and where
-    return encode_result(value, serializer=ser, task_name=task_name)
 
 
 class _Handoff:
@@ -609,7 +560,7 @@ class _Served:
             if self.raw:
                 call = Call(None, (job.payload,), {}, serializer=RAW)
             elif self.detect:
-                call = _quick_call(job.payload) or decode_call(job.payload)
+                call = decode_plain_call(job.payload) or decode_call(job.payload)
             else:
                 call = decode_call(job.payload, serializer=self.serializer)
         except Exception as exc:  # undecodable or malformed: never run
@@ -660,7 +611,7 @@ class _Served:
         if value.__class__ in _PENDING_TYPES:
             return False
         try:
-            data = _encode_ok(value, call.serializer, self.task_name)
+            data = encode_plain_result(value, call.serializer, self.task_name)
         except SerializationError:
             return False  # the loop's thread encodes again and answers with the error
         if not job.complete_for_loop(data):
@@ -670,7 +621,7 @@ class _Served:
 
     def _encode_value(self, job: Job, call: Call, attempt: int, value: Any) -> bytes | None:
         try:
-            data = _encode_ok(value, call.serializer, self.task_name)
+            data = encode_plain_result(value, call.serializer, self.task_name)
         except SerializationError as exc:
             self._fail(job, call, None, attempt, exc, 0.0)
             return None

@@ -328,14 +328,13 @@ def _envelopes() -> list[bytes]:
 
 
 def test_the_quick_call_decoding_agrees_with_decode_call() -> None:
-    """``_quick_call`` decodes what it takes exactly as ``decode_call`` does, and leaves
+    """``decode_plain_call`` decodes what it takes exactly as ``decode_call`` does, and leaves
     everything else (optional keys, other types, errors) to it."""
-    from gearq.tasks.envelope import decode_call
-    from gearq.tasks.runner import _quick_call
+    from gearq.tasks.envelope import decode_call, decode_plain_call
 
     taken = 0
     for data in _envelopes():
-        quick = _quick_call(data)
+        quick = decode_plain_call(data)
         try:
             full: Any = decode_call(data)
         except Exception as exc:
@@ -350,10 +349,9 @@ def test_the_quick_call_decoding_agrees_with_decode_call() -> None:
 
 
 def test_the_quick_call_decoding_takes_what_delay_sends() -> None:
-    from gearq.tasks.envelope import encode_call
-    from gearq.tasks.runner import _quick_call
+    from gearq.tasks.envelope import decode_plain_call, encode_call
 
-    call = _quick_call(encode_call("bench.echo", [b"x" * 100], task_id="abc"))
+    call = decode_plain_call(encode_call("bench.echo", [b"x" * 100], task_id="abc"))
     assert call is not None
     assert (call.task, call.args, call.kwargs, call.task_id) == (
         "bench.echo", (b"x" * 100,), {}, "abc"
@@ -365,8 +363,7 @@ def test_the_quick_result_encoding_agrees_with_encode_result() -> None:
     import datetime
     import decimal
 
-    from gearq.tasks.envelope import encode_result
-    from gearq.tasks.runner import _encode_ok
+    from gearq.tasks.envelope import encode_plain_result, encode_result
     from gearq.tasks.serializers import JSON, MSGPACK, RAW, SerializationError
 
     values: list[Any] = [
@@ -380,13 +377,14 @@ def test_the_quick_result_encoding_agrees_with_encode_result() -> None:
             except SerializationError as exc:
                 expected = type(exc)
             try:
-                got: Any = _encode_ok(value, ser, "t")
+                got: Any = encode_plain_result(value, ser, "t")
             except SerializationError as exc:
                 got = type(exc)
             assert got == expected, (ser, value)
-    assert _encode_ok(b"raw", RAW, "t") == encode_result(b"raw", serializer=RAW, task_name="t")
+    raw = encode_result(b"raw", serializer=RAW, task_name="t")
+    assert encode_plain_result(b"raw", RAW, "t") == raw
     with pytest.raises(SerializationError, match="return value"):
-        _encode_ok(object(), MSGPACK, "t")  # explained by encode_result
+        encode_plain_result(object(), MSGPACK, "t")  # explained by encode_result
 
 
 def test_a_wait_cut_short_by_a_signal_handler_leaves_the_job_to_the_loop() -> None:
