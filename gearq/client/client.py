@@ -14,7 +14,7 @@ import ssl as _ssl
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from ..net.address import ServerAddress, ServerSpec, parse_servers
 from ..net.connection import ConnectionOptions
@@ -238,14 +238,21 @@ class AsyncClient:
         return None if queued is None else queued[0]
 
     def send_lane(
-        self, function: str | bytes, payload: bytes, priority: Priority = Priority.NORMAL
+        self,
+        function: str | bytes,
+        payload: bytes,
+        priority: Priority = Priority.NORMAL,
+        on_done: Callable[[bytes], None] | None = None,
+        on_job: Callable[[Job], None] | None = None,
+        owner: Any = None,
     ) -> LaneCall | None:
-        """Send a foreground submit as a :class:`~gearq.client.lane.LaneCall`, from the
-        thread that owns the loop, if the chosen server's connection is idle (nothing
-        sent and unanswered, no job in flight, nothing left to write) and can be read in
-        place, the function was submitted before, and no job timeout applies; else None
-        and nothing was done. The caller must set the lane's ``on_done`` and make sure
-        whoever takes the loop next materializes it first (see the lane's module)."""
+        """Send a foreground submit as a :class:`~gearq.client.lane.LaneCall` (with these
+        ``on_done``, ``on_job`` and ``owner``), from the thread that owns the loop, if the
+        chosen server's connection is idle (nothing sent and unanswered, no job in flight,
+        nothing left to write) and can be read in place, the function was submitted
+        before, and no job timeout applies; else None and nothing was done. The lane needs
+        its ``on_done`` before anything reads the connection, and whoever takes the loop
+        next must materialize it first (see the lane's module)."""
         fast = self._fast.get(function)
         if fast is None:
             try:
@@ -282,7 +289,9 @@ class AsyncClient:
             conn.send_now(packet)
         except ConnectionLost:
             return None
-        return LaneCall(link, conn, fn, payload, priority, self.resubmit_on_failure)
+        return LaneCall(
+            link, conn, fn, payload, priority, self.resubmit_on_failure, on_done, on_job, owner
+        )
 
     def _queue_now(
         self,

@@ -75,6 +75,9 @@ class LaneCall:
         payload: bytes,
         priority: Priority,
         resubmit: bool,
+        on_done: Callable[[bytes], None] | None = None,
+        on_job: Callable[[Job], None] | None = None,
+        owner: Any = None,
     ) -> None:
         self.link = link
         self.conn = conn
@@ -82,6 +85,9 @@ class LaneCall:
         self.payload = payload
         self.priority = priority
         self.resubmit = resubmit
+        self.on_done = on_done
+        self.on_job = on_job
+        self.owner = owner
 
     @property
     def open(self) -> bool:
@@ -140,7 +146,9 @@ class LaneCall:
     def _finish(self, result: bytes, stop: int, data: bytes) -> int:
         done = self.on_done
         assert done is not None
-        self.on_done = None
+        # Both dropped: they are bound to whoever holds this lane, and a cycle would leave
+        # the pair to the garbage collector instead of freeing it at once.
+        self.on_done = self.on_job = None
         self.result = result
         if stop < len(data):  # not ours (nothing else was in flight): the usual way
             self.rest = data[stop:]
@@ -169,6 +177,7 @@ class LaneCall:
             link.jobs[handle] = job
             job._set_created(handle, link.address)
         on_job = self.on_job
+        self.on_done = self.on_job = None  # (see _finish)
         if on_job is not None:
             on_job(job)
         self.hand_over()

@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - not CPython
     _sig = signal
 
 from ..net.address import ServerAddress, ServerSpec
-from ..net.inplace import DONE, InPlaceWaiter, waiter_for
+from ..net.inplace import DONE, waiter_for
 from ..protocol.errors import GearqError
 from .client import AsyncClient, ClientCallback, ClientEvent
 from .errors import ClientClosed, JobTimeout
@@ -110,7 +110,7 @@ class _Interrupt:
 
 def _catch_sigint(loop: asyncio.AbstractEventLoop) -> _Interrupt | None:
     if (
-        threading.current_thread() is threading.main_thread()
+        threading.get_ident() == threading.main_thread().ident
         and _sig.getsignal(_SIGINT) is signal.default_int_handler
     ):
         return _Interrupt(loop)
@@ -374,14 +374,15 @@ class DrivenLoop:
         function: bytes,
         payload: bytes,
         priority: Priority,
-        bind: Callable[..., _T],
-        *args: Any,
-    ) -> _T | None:
+        on_done: Callable[[bytes], None],
+        on_job: Callable[[Job], None],
+        sent: Callable[[], object],
+    ) -> LaneCall | None:
         """Send a foreground submit as this driver's lane (see gearq.client.lane) from a
         thread outside the loop, if nobody runs the loop and ``client`` can
-        (:meth:`AsyncClient.send_lane`); then ``bind(lane, *args)``, before anyone else
-        can take the loop, must give the lane its ``on_done`` and ``on_job``. Returns
-        what ``bind`` returned, or None (nothing was sent)."""
+        (:meth:`AsyncClient.send_lane`): the lane, owned by this driver, or None (nothing
+        was sent). ``sent()`` is called once it is, before anyone else can take the loop
+        (whoever does makes the lane a job first)."""
         if asyncio._get_running_loop() is not None or not self._baton.acquire(blocking=False):
             return None
         try:
@@ -389,13 +390,10 @@ class DrivenLoop:
                 return None
             if self.lane is not None:
                 self._settle_lane()
-            lane = client.send_lane(function, payload, priority)
-            if lane is None:
-                return None
-            # Registered first: whatever happens in bind, the next taker of the loop makes
-            # the lane a job, so the link's replies stay in step.
-            self.lane = lane
-            return bind(lane, *args)
+            lane = self.lane = client.send_lane(function, payload, priority, on_done, on_job, self)
+            if lane is not None:
+                sent()
+            return lane
         finally:
             self._release()
 
@@ -426,68 +424,63 @@ class DrivenLoop:
             return None
         if not self._baton.acquire(blocking=False):
             return None
+        interrupted = None
         try:
             if self.lane is not lane or not lane.open or self.loop.is_closed():
                 return None
-            return self._run_lane(lane, waiter, timeout)
-        finally:
-            self._release()
-
-    def _run_lane(
-        self, lane: LaneCall, waiter: InPlaceWaiter, timeout: float | None
-    ) -> bool | None:
-        # The waiter's checks once, then only poll, read and feed: until this gives the
-        # loop back, nothing but another thread (whose wake-up ends the wait) can make
-        # them come out otherwise (see InPlaceWaiter.prepare).
-        prepared = waiter.prepare()
-        if isinstance(prepared, int):
-            return None
-        poll, timer = prepared
-        now = time.monotonic()
-        deadline = None if timeout is None else now + timeout
-        until = deadline
-        if timer is not None and (deadline is None or now + timer < deadline):
-            until = now + timer  # the loop has to run the timer then
-        fd = lane.conn._fd
-        interrupted = _catch_sigint(self.loop)
-        try:
+            # The waiter's checks once, then only poll, read and feed: until this gives the
+            # loop back, nothing but another thread (whose wake-up ends the wait) can make
+            # them come out otherwise (see InPlaceWaiter.prepare).
+            prepared = waiter.prepare()
+            if prepared.__class__ is int:
+                return None
+            poll, timer = prepared  # type: ignore[misc]
+            until = None if timeout is None else time.monotonic() + timeout
+            if timer is not None:
+                at = time.monotonic() + timer  # the loop has to run the timer then
+                if until is None or at < until:
+                    until, timeout = at, None
+            fd = lane.conn._fd
+            read = lane.conn.read_unhandled
+            feed = lane.feed
+            # Ctrl-C stops the loop, which writes to its wake-up pipe: the poll sees that.
+            interrupted = _catch_sigint(self.loop)
             while True:
                 if until is None:
                     ready = poll.poll(-1)
                 else:
                     left = until - time.monotonic()
                     if left <= 0:
-                        return False if until is deadline else None
+                        return None if timeout is None else False
                     # poll() takes whole milliseconds: round up, not to wake early.
                     ready = poll.poll(int(left * 1000) + 1)
-                if interrupted is not None and interrupted.hit:
-                    return None
-                if not ready:
-                    continue
                 if len(ready) != 1 or ready[0][0] != fd:
-                    return None  # woken from another thread, or another connection
-                data = lane.conn.read_unhandled()
-                if data is None:
-                    return None  # the end of the stream: the loop meets it too
+                    if ready:
+                        return None  # woken from another thread, or another connection
+                    continue
+                data = read()
                 if not data:
+                    if data is None:
+                        return None  # the end of the stream: the loop meets it too
                     continue
-                got = lane.feed(data)
-                if got == MORE:
-                    continue
-                if got == LANE_DONE and self.lane is lane:
-                    self.lane = None
-                if got == OTHER or lane.rest:
-                    # What the connection's handlers get runs as in the loop.
-                    asyncio.events._set_running_loop(self.loop)
-                    try:
-                        if got == OTHER:
-                            lane.materialize()
-                        else:
-                            lane.hand_over()
-                    finally:
-                        asyncio.events._set_running_loop(None)
-                return got == LANE_DONE or None
+                got = feed(data)
+                if got != MORE:
+                    break
+            if got == LANE_DONE and self.lane is lane:
+                self.lane = None
+            if got == OTHER or lane.rest:
+                # What the connection's handlers get runs as in the loop.
+                asyncio.events._set_running_loop(self.loop)
+                try:
+                    if got == OTHER:
+                        lane.materialize()
+                    else:
+                        lane.hand_over()
+                finally:
+                    asyncio.events._set_running_loop(None)
+            return got == LANE_DONE or None
         finally:
+            self._release()
             if interrupted is not None:
                 interrupted.restore()
                 if interrupted.hit:

@@ -629,6 +629,7 @@ def decode_reply(data: bytes, *, serializer: Serializer | str | None = None) -> 
 
 _QUICK_KEYS = frozenset({"v", "t", "id", "a", "k"})
 _msgpack_loads = MSGPACK.loads
+_msgpack_unpack = MSGPACK.unpack
 
 
 def decode_plain_call(data: bytes) -> Call | None:
@@ -640,8 +641,8 @@ def decode_plain_call(data: bytes) -> Call | None:
     if not data or not 0x80 <= data[0] <= 0x8F:  # a msgpack map of up to 15 keys
         return None
     try:
-        env = _msgpack_loads(data)
-    except Exception:
+        env = _msgpack_unpack(data)
+    except Exception:  # decode_call says what is wrong
         return None
     if env.__class__ is not dict or not env.keys() <= _QUICK_KEYS:
         return None
@@ -684,8 +685,8 @@ def reply_value(data: bytes) -> tuple[bool, Any]:
     else (call :func:`decode_reply`)."""
     if data and 0x80 <= data[0] <= 0x8F:  # a small msgpack map
         try:
-            env = MSGPACK.loads(data)
-        except DeserializationError:
+            env = _msgpack_unpack(data)
+        except Exception:  # decode_reply says what is wrong
             return False, None
         version = env.get("v")
         if env.get("s") == "ok" and version == ENVELOPE_VERSION and type(version) is int:

@@ -292,13 +292,6 @@ class AsyncResult(Generic[R_co]):
 
     # -- feeding (always in the owning loop's thread) ---------------------------------------
 
-    def _take_lane(self, lane: LaneCall, driver: DrivenLoop) -> None:
-        """Be finished by ``lane`` (or attached to the Job it becomes)."""
-        self._lane = lane
-        lane.owner = driver
-        lane.on_done = self._lane_done
-        lane.on_job = self._attach
-
     def _lane_done(self, data: bytes) -> None:
         if not self._stream_result and self._serializer.__class__ is not RawSerializer:
             ok, value = reply_value(data)
@@ -576,7 +569,7 @@ class AsyncResult(Generic[R_co]):
         if self._done:
             return True
         lane = self._lane
-        if lane is not None and lane.open:
+        if lane is not None:  # (wait_lane says None at once if it is no longer open)
             start = time.monotonic()
             got = lane.owner.wait_lane(lane, timeout)
             if got is not None or self._done:

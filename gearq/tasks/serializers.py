@@ -42,6 +42,7 @@ are refused rather than silently flattened.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -205,6 +206,16 @@ class MsgpackSerializer:
             return pack(items, default=default, use_bin_type=True, strict_types=True)
 
         self._pack_items = pack_items
+        #: :meth:`loads` without its error translation (msgpack's own errors, or an ext
+        #: decoder's): one C call, for hot paths that fall back to ``loads`` on failure.
+        self.unpack: Callable[[bytes], Any] = functools.partial(
+            msgpack.unpackb,
+            ext_hook=self._ext_hook,
+            raw=False,
+            use_list=True,
+            strict_map_key=False,
+            timestamp=3,
+        )
         # A Packer per thread for dumps(): packb() builds a new one (and its buffer) per
         # call, which costs 4x the packing of a small envelope. The encoders of nested
         # ext types pack with packb(), never with this packer (which is mid-pack then).
@@ -268,14 +279,7 @@ class MsgpackSerializer:
         raise ValueError(f"unknown msgpack ext type {code}")
 
     def _unpack(self, data: bytes) -> Any:
-        return msgpack.unpackb(
-            data,
-            ext_hook=self._ext_hook,
-            raw=False,
-            use_list=True,
-            strict_map_key=False,
-            timestamp=3,
-        )
+        return self.unpack(data)
 
     def dumps(self, obj: Any) -> bytes:
         try:
@@ -288,14 +292,7 @@ class MsgpackSerializer:
 
     def loads(self, data: bytes) -> Any:
         try:
-            return msgpack.unpackb(
-                data,
-                ext_hook=self._ext_hook,
-                raw=False,
-                use_list=True,
-                strict_map_key=False,
-                timestamp=3,
-            )
+            return self.unpack(data)
         except Exception as exc:  # any failure inside msgpack or an ext decoder
             raise DeserializationError(f"cannot decode msgpack data: {exc}") from exc
 
