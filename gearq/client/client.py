@@ -278,16 +278,13 @@ class AsyncClient:
             if not all(link.idle_for_lane() for link in self._links):
                 return None
             order = self.pool.candidates(b"")
-        link = self._links[order[0]] if order else None
-        if link is None or not link.idle_for_lane():
+        if not order:
             return None
-        conn = link.conn
-        assert conn is not None
+        link = self._links[order[0]]
         fn, fn_nul, fixed = fast
         packet = b"".join((head, (fixed + len(payload)).to_bytes(4, "big"), fn_nul, NUL, payload))
-        try:
-            conn.send_now(packet)
-        except ConnectionLost:
+        conn = link.send_lane(packet)
+        if conn is None:
             return None
         return LaneCall(
             link, conn, fn, payload, priority, self.resubmit_on_failure, on_done, on_job, owner

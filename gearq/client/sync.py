@@ -60,10 +60,13 @@ _DRIVERS: dict[int, DrivenLoop] = {}
 # This process's pid, kept up to date in forked children: os.getpid() is a system call,
 # and the blocking calls check for a fork on every call.
 _PID = [os.getpid()]
+# The main thread's ident (a forked child's main thread is the one that forked).
+_MAIN = [threading.main_thread().ident]
 
 
 def _forked() -> None:
     _PID[0] = os.getpid()
+    _MAIN[0] = threading.get_ident()
 
 
 if hasattr(os, "register_at_fork"):
@@ -110,7 +113,7 @@ class _Interrupt:
 
 def _catch_sigint(loop: asyncio.AbstractEventLoop) -> _Interrupt | None:
     if (
-        threading.get_ident() == threading.main_thread().ident
+        threading.get_ident() == _MAIN[0]
         and _sig.getsignal(_SIGINT) is signal.default_int_handler
     ):
         return _Interrupt(loop)

@@ -221,20 +221,27 @@ class Connection(asyncio.BufferedProtocol):
         """:meth:`send`, straight to the socket when nothing waits to be written (a write
         fewer layers deep, for the lone calls whose round trip it is part of); what does
         not fit, or comes behind bytes still waiting, goes through the transport."""
+        if not self.send_idle(data):
+            self.send(data)
+
+    def send_idle(self, data: bytes) -> bool:
+        """If the connection can be read in place (:meth:`ready_in_place`: open, nothing
+        waiting to be written), write ``data`` straight to the socket (what does not fit
+        goes through the transport) and return True; else False, and nothing was sent."""
         fd = self._fd
         transport = self._transport
-        if fd < 0 or self._closed or transport is None or transport.get_write_buffer_size():
-            self.send(data)
-            return
+        if fd < 0 or transport is None or transport.get_write_buffer_size():
+            return False
         try:
             sent = os.write(fd, data)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
             self.send(data)  # the transport meets the error and closes as usual
-            return
+            return True
         if sent < len(data):
             self.send(data[sent:])
+        return True
 
     def send_packet(self, ptype: PacketType, *args: bytes) -> None:
         self.send(encode_request(ptype, *args))
