@@ -293,13 +293,6 @@ class AsyncResult(Generic[R_co]):
     # -- feeding (always in the owning loop's thread) ---------------------------------------
 
     def _lane_done(self, data: bytes) -> None:
-        if not self._stream_result and self._serializer.__class__ is not RawSerializer:
-            ok, value = reply_value(data)
-            if ok:
-                self._value = value
-                self._state = TaskState.SUCCESS
-                self._finish()
-                return
         try:
             self._settle_reply(data)
         except Exception as exc:  # undecodable (or a bug): the caller still hears of it
@@ -357,6 +350,12 @@ class AsyncResult(Generic[R_co]):
 
     def _settle_reply(self, data: bytes) -> None:
         ser = self._serializer
+        if not self._stream_result and ser.__class__ is not RawSerializer:
+            ok, value = reply_value(data)  # the common reply, in fewer steps
+            if ok:
+                self._value = value
+                self._state = TaskState.SUCCESS
+                return
         reply = decode_reply(data, serializer=ser if isinstance(ser, RawSerializer) else None)
         if isinstance(reply, Failure):
             self._settle_failure(reply, None)
