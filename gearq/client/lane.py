@@ -92,7 +92,7 @@ class LaneCall:
     @property
     def open(self) -> bool:
         """Neither made into a Job nor finished (by :meth:`feed`)."""
-        return self.job is None and self.on_done is not None
+        return self.job is None and self.result is None
 
     def feed(self, data: bytes) -> int:
         """Bytes read from the connection (in the thread that owns the loop). DONE: they
@@ -145,14 +145,14 @@ class LaneCall:
 
     def _finish(self, result: bytes, stop: int, data: bytes) -> int:
         done = self.on_done
-        assert done is not None
         # Both dropped: they are bound to whoever holds this lane, and a cycle would leave
         # the pair to the garbage collector instead of freeing it at once.
         self.on_done = self.on_job = None
         self.result = result
         if stop < len(data):  # not ours (nothing else was in flight): the usual way
             self.rest = data[stop:]
-        done(result)
+        if done is not None:  # (None only if whoever sent it failed to take it)
+            done(result)
         return DONE
 
     def hand_over(self) -> None:

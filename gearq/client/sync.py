@@ -377,15 +377,15 @@ class DrivenLoop:
         function: bytes,
         payload: bytes,
         priority: Priority,
-        on_done: Callable[[bytes], None],
-        on_job: Callable[[Job], None],
-        sent: Callable[[], object],
-    ) -> LaneCall | None:
+        bind: Callable[..., _T],
+        *args: Any,
+    ) -> _T | None:
         """Send a foreground submit as this driver's lane (see gearq.client.lane) from a
         thread outside the loop, if nobody runs the loop and ``client`` can
-        (:meth:`AsyncClient.send_lane`): the lane, owned by this driver, or None (nothing
-        was sent). ``sent()`` is called once it is, before anyone else can take the loop
-        (whoever does makes the lane a job first)."""
+        (:meth:`AsyncClient.send_lane`); then ``bind(lane, *args)``, before anyone else
+        can take the loop, gives the lane its ``on_done`` and ``on_job`` (after the
+        packet has left: what it makes is not on the round trip's path). Returns what
+        ``bind`` returned, or None (nothing was sent)."""
         if asyncio._get_running_loop() is not None or not self._baton.acquire(blocking=False):
             return None
         try:
@@ -393,10 +393,13 @@ class DrivenLoop:
                 return None
             if self.lane is not None:
                 self._settle_lane()
-            lane = self.lane = client.send_lane(function, payload, priority, on_done, on_job, self)
-            if lane is not None:
-                sent()
-            return lane
+            lane = client.send_lane(function, payload, priority, owner=self)
+            if lane is None:
+                return None
+            # Registered first: whatever happens in bind, the next taker of the loop makes
+            # the lane a job, so the link's replies stay in step.
+            self.lane = lane
+            return bind(lane, *args)
         finally:
             self._release()
 

@@ -69,6 +69,7 @@ from typing_extensions import ParamSpec
 from ..client.client import AsyncClient
 from ..client.errors import ClientClosed
 from ..client.job import Priority
+from ..client.lane import LaneCall
 from ..client.pool import Strategy, make_strategy
 from ..client.sync import DrivenLoop, current_pid
 from ..net.address import ServerAddress, ServerSpec, parse_servers
@@ -457,20 +458,22 @@ class _ThreadHome(_Home):
         bookkeeping (see gearq.client.lane); None if it does not qualify."""
         if self.closed or self.queue or self.fg or self.bg:
             return None
-        # (No gate: the waiter reads the lane; another thread's wait makes one.)
+        return self.driver.send_lane(
+            self.client, function, payload, priority, self._bind_lane, make_result, task_id
+        )
+
+    def _bind_lane(
+        self, lane: LaneCall, make_result: Callable[[str, bool], AsyncResult[R]], task_id: str
+    ) -> AsyncResult[R]:
+        # (Holding the loop's baton.) No gate: the waiter reads the lane; another thread's
+        # wait makes one.
         result = make_result(task_id, False)
         result._home = self.fg_view
-        lane = self.driver.send_lane(
-            self.client, function, payload, priority, result._lane_done, result._attach,
-            self._lane_sent,
-        )  # fmt: skip
-        if lane is None:
-            return None
-        result._lane = lane  # (if another thread made it a job meanwhile, result has that)
+        self.fg += 1
+        result._lane = lane
+        lane.on_done = result._lane_done
+        lane.on_job = result._attach
         return result
-
-    def _lane_sent(self) -> None:
-        self.fg += 1  # under the loop's baton, as every change of the count
 
     def _drain(self) -> None:
         # Reset the flag before taking the queue: a call queued after this point schedules

@@ -135,3 +135,17 @@ def test_bytes_after_our_result_are_kept_for_the_connection() -> None:
     assert done == [b"the result"] and not conn.handed and lane.rest == echo
     lane.hand_over()
     assert conn.handed == [echo] and lane.rest == b"" and not jobs
+
+
+def test_a_lane_whose_sender_failed_to_take_it_is_still_kept_in_step() -> None:
+    # The callbacks are set after the packet has left; if whoever sent it fails before
+    # that, the lane must still finish, or become a job the link knows, not vanish.
+    conn, link = _Conn(), _Link()
+    lane = LaneCall(link, conn, b"fn", b"payload", Priority.NORMAL, False)  # type: ignore[arg-type]
+    assert lane.open
+    assert lane.feed(CREATED + COMPLETE) == DONE
+    assert lane.result == b"the result" and not lane.open
+    other = LaneCall(link, conn, b"fn", b"payload", Priority.NORMAL, False)  # type: ignore[arg-type]
+    assert other.feed(CREATED) == MORE
+    job = other.materialize()
+    assert link.jobs == {HANDLE: job} and not other.open
