@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import select
+import time
 import weakref
 from typing import Any
 
@@ -91,12 +92,60 @@ class InPlaceWaiter:
             self.loop.call_soon(self._idle)
 
     def _idle(self) -> None:
+        # wait(None, running=True) in a loop, with its checks and its poll inlined (a
+        # worker's lone job takes two waits, and every call and line counts on its path):
+        # the same checks before every poll, as whatever was handled since the last one
+        # may have changed what they find.
         outcome = OFF
+        loop: Any = self.loop
+        readers = self.readers
+        fd_to_key = loop._selector._fd_to_key
+        ready_queue = loop._ready
+        now = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        head: Any = None  # the first timer when last looked at, and when it is due
+        head_when = 0.0
+        poll: Any = None
+        # The loop's file descriptors and what it waits for on each, as the last full
+        # checks found them. A transport with bytes left to write has the loop wait for
+        # its socket to be writable (a new key in the selector), so while these keys and
+        # the readers stay the same, so does what the readers' checks would find.
+        keys: list[Any] | None = None
         try:
             while True:
-                outcome = self.wait(None, running=True)
-                if outcome != DONE:
-                    break
+                if ready_queue or loop._stopping:
+                    outcome = BUSY
+                    return
+                if keys != [*fd_to_key.values()] or readers != self._polled or loop._debug:
+                    if not readers or len(fd_to_key) != len(readers) + 1 or loop._debug:
+                        return  # OFF
+                    for reader in readers.values():
+                        if not reader.ready_in_place():
+                            return  # OFF
+                    poll = self._poll_obj
+                    if poll is None or readers != self._polled:
+                        poll = self._pollable()
+                    keys = [*fd_to_key.values()]
+                scheduled = loop._scheduled
+                if scheduled:
+                    first = scheduled[0]
+                    if first is not head:  # (a timer's time never changes)
+                        head, head_when = first, first.when()
+                    left = head_when - now()
+                    if left <= 0:
+                        outcome = BUSY
+                        return
+                    # poll() takes whole milliseconds: round up, not to come back early.
+                    ready = poll.poll(int(left * 1000) + 1)
+                else:
+                    ready = poll.poll(-1)
+                if not ready:
+                    outcome = BUSY  # the timer is due
+                    return
+                for fd, _events in ready:
+                    conn = readers.get(fd)
+                    if conn is None or not conn.read_in_place():
+                        outcome = BUSY  # the wake-up pipe, an EOF
+                        return
         finally:
             if outcome == BUSY:
                 # After the pass of the loop it needs. No spin: this then either waits
@@ -152,13 +201,19 @@ class InPlaceWaiter:
                 return OFF
         poll = self._poll_obj
         if poll is None or readers != self._polled:
-            poll = self._poll_obj = select.poll()
-            self._polled = dict(readers)
-            for fd in readers:
-                poll.register(fd, select.POLLIN)
-            poll.register(loop._ssock.fileno(), select.POLLIN)
+            poll = self._pollable()
         scheduled = loop._scheduled
         return poll, (scheduled[0].when() - loop.time() if scheduled else None)
+
+    def _pollable(self) -> Any:
+        """A new ``select.poll`` of the readers and the loop's wake-up pipe (they changed)."""
+        loop: Any = self.loop
+        poll = self._poll_obj = select.poll()
+        self._polled = dict(self.readers)
+        for fd in self._polled:
+            poll.register(fd, select.POLLIN)
+        poll.register(loop._ssock.fileno(), select.POLLIN)
+        return poll
 
     def _poll(self, left: float | None) -> int | list[tuple[int, int]]:
         """The checks of a wait, then the poll: an outcome, or what poll() found."""

@@ -303,28 +303,31 @@ class _Handoff:
     """A call the loop thread waits for in place (see :meth:`_Threads.call_waiting_now`):
     the pool's queue item for it, and what comes back."""
 
-    __slots__ = ("answer", "answered", "args", "error", "fn", "fut", "gate", "value", "waiting")
+    # Not slotted: what only some hand-offs set keeps its default here (one attribute
+    # write fewer each, on a lone job's path).
+    #: False once the loop's thread has stopped waiting (under the pool's mutex).
+    waiting = True
+    value: Any = None
+    error: BaseException | None = None
+    #: True if the pool thread answered the job (see ``answer``).
+    answered = False
+    #: Where the value goes once the loop's thread has stopped waiting (set then).
+    fut: asyncio.Future[Any] | None = None
 
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...], answer: Callable[..., bool] | None
     ) -> None:
         self.fn = fn
         self.args = args
-        # What the loop's thread waits on: released by the pool thread, under the pool's
-        # mutex, only while the loop's thread still waits. (One per hand-off: a wait cut
-        # short by an exception cannot leave it open for the next.)
-        self.gate = _new_lock()
-        self.gate.acquire()
         #: Called by the pool thread as ``answer(*args, value)`` while the loop's thread
         #: still waits: True if it answered the job (so the answer did not wait for the
         #: loop's thread to wake).
         self.answer = answer
-        self.waiting = True
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.answered = False
-        #: Where the value goes once the loop's thread has stopped waiting (set then).
-        self.fut: asyncio.Future[Any] | None = None
+        # What the loop's thread waits on: released by the pool thread, under the pool's
+        # mutex, only while the loop's thread still waits. (One per hand-off: a wait cut
+        # short by an exception cannot leave it open for the next.)
+        self.gate = gate = _new_lock()
+        gate.acquire()
 
     def take(self) -> Any:
         """The call's value, or raise its error."""
@@ -430,28 +433,30 @@ class _Threads:
             value: Any = None
             error: BaseException | None = None
             if item.__class__ is _Handoff:
-                handoff = item
                 try:
-                    value = handoff.fn(*handoff.args)
+                    value = item.fn(*item.args)
                 except BaseException as exc:
                     error = exc
                 with mutex:
-                    fut = handoff.fut
-                    if handoff.waiting:
-                        handoff.value = value
-                        handoff.error = error
-                        answer = handoff.answer
-                        if error is None and answer is not None:
-                            try:
-                                handoff.answered = answer(*handoff.args, value)
-                            except Exception:  # the loop's thread answers instead
-                                log.exception("error while answering from the task thread")
-                        handoff.gate.release()
-                del item, handoff
-                if fut is None:  # the loop's thread took it
-                    del value, error
-                    idle.append(None)
+                    fut = item.fut
+                    if item.waiting:  # the loop's thread takes it
+                        if error is not None:
+                            item.error = error
+                        else:
+                            item.value = value
+                            if item.answer is not None:
+                                try:
+                                    item.answered = item.answer(*item.args, value)
+                                except Exception:  # the loop's thread answers instead
+                                    log.exception("error while answering from the task thread")
+                        # Idle before the gate opens, and nothing but get() after it: the
+                        # loop's thread then wakes to a free GIL, not to this one's tail.
+                        idle.append(None)
+                        item.gate.release()
+                if fut is None:
+                    del item, value, error
                     continue
+                del item
             elif item is None:
                 return
             else:
@@ -505,6 +510,7 @@ class _Served:
         "fast",
         "fn",
         "inline",
+        "lane",
         "on_loop",
         "options",
         "raw",
@@ -537,6 +543,8 @@ class _Served:
         self.inline = runner.pool == "inline"
         # Nothing to set up around the call: no context, no timer, no hooks, no stream.
         self.fast = not (self.bind or self.streams or self.time_limit or runner._observed)
+        #: A fast plain task run on the loop (see handle_now).
+        self.lane = self.fast and self.inline and not self.on_loop
 
     # -- the job handler (registered with the low-level worker) --------------------------------
 
@@ -557,10 +565,10 @@ class _Served:
         way, so the common job costs no asyncio Task and no extra pass of the loop.
         ``counted``: the worker counts this job among its running ones."""
         try:
-            if self.raw:
-                call = Call(None, (job.payload,), {}, serializer=RAW)
-            elif self.detect:
+            if self.detect:
                 call = decode_plain_call(job.payload) or decode_call(job.payload)
+            elif self.raw:
+                call = Call(None, (job.payload,), {}, serializer=RAW)
             else:
                 call = decode_call(job.payload, serializer=self.serializer)
         except Exception as exc:  # undecodable or malformed: never run
@@ -573,31 +581,46 @@ class _Served:
         if call.expires is not None and call.expires <= time.time():
             self._expired(job, call)
             return None
-        attempt = call.attempt
-        job.attempt = attempt
+        job.attempt = attempt = call.attempt
+        if self.lane:
+            # A plain task on the loop, nothing around it: _call_sync and _encode_value,
+            # inlined (the common job of pool="inline").
+            try:
+                value = self.fn(*call.args, **call.kwargs)
+                if value.__class__ is GeneratorType:
+                    value = self._stream(job, call, None, value)
+            except (Exception, SystemExit) as exc:
+                return self._retry_after(job, call, attempt, exc)
+            if value.__class__ in _PENDING_TYPES:
+                return self._finish_later(job, call, attempt, None, value)
+            try:
+                data = encode_plain_result(value, call.serializer, self.task_name)
+            except SerializationError as exc:
+                self._fail(job, call, None, attempt, exc, 0.0)
+                return None
+            self.runner.stats.succeeded += 1
+            return data
         if not self.fast:
             return self._attempts(job, call, attempt)
         try:
             if self.on_loop:
                 coro = self.fn(*call.args, **call.kwargs)
                 return self._finish_later(job, call, attempt, coro, settle=False)
-            if self.inline:
-                value = self._call_sync(job, call, None)
-            else:
-                threads = self.runner._threads
-                assert threads is not None
-                if self.runner.worker.running_jobs != (1 if counted else 0):
-                    return self._finish_later(
-                        job, call, attempt, threads.submit(self._call_sync, job, call, None)
-                    )
-                handoff, fut = threads.call_waiting_now(
-                    self._call_sync, job, call, None, answer=self._answer_from_thread
+            # A plain task in the pool's threads (on the loop, it went the lane's way).
+            threads = self.runner._threads
+            assert threads is not None
+            if self.runner.worker.running_jobs != (1 if counted else 0):
+                return self._finish_later(
+                    job, call, attempt, threads.submit(self._call_sync, job, call, None)
                 )
-                if handoff is None:
-                    return self._finish_later(job, call, attempt, fut)
-                if handoff.answered:
-                    return None
-                value = handoff.take()
+            handoff, fut = threads.call_waiting_now(
+                self._call_sync, job, call, None, answer=self._answer_from_thread
+            )
+            if handoff is None:
+                return self._finish_later(job, call, attempt, fut)
+            if handoff.answered:
+                return None
+            value = handoff.take()
         except (Exception, SystemExit) as exc:
             return self._retry_after(job, call, attempt, exc)
         if value.__class__ in _PENDING_TYPES:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from ..net.address import ServerAddress
 from ..net.connection import Connection
 from ..net.errors import ConnectFailed, ConnectionLost
 from ..net.recover import ServerHealth
-from ..protocol.codec import encode_request
+from ..protocol.codec import Decoder, encode_request, encode_response
 from ..protocol.errors import ProtocolError
 from ..protocol.packets import REQ, Packet, PacketType
 from .job import COMPLETE, _answer_lock
@@ -52,6 +53,10 @@ _GRAB = encode_request(_T.GRAB_JOB_UNIQ)
 _COMPLETE_HEAD = REQ + int(_T.WORK_COMPLETE).to_bytes(4, "big")
 _pack_head = struct.Struct(">8sI").pack
 _PRE_SLEEP = encode_request(_T.PRE_SLEEP)
+# What the decoder gives for every NOOP and every NO_JOB (one shared packet each).
+_NOOP_PACKET, _NO_JOB_PACKET = Decoder().feed_jobs(
+    encode_response(_T.NOOP) + encode_response(_T.NO_JOB)
+)
 _RESET_ABILITIES = encode_request(_T.RESET_ABILITIES)
 _SYNC_TOKEN = b"gearq-worker-sync-"
 # Answered once gearmand has read the registration in front of it (it answers in order).
@@ -75,6 +80,7 @@ STABLE_AFTER = 1.0
 # GRABs of a probe woken by a NOOP (see Link._wake): a NO_JOB for the second tells a lone
 # job from a queue that holds more.
 PROBE_GRABS = 2
+_PROBE = _GRAB * PROBE_GRABS + _PRE_SLEEP
 
 
 def _clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
@@ -105,8 +111,52 @@ class _Connection(Connection):
             log.warning("%s: protocol error, closing: %s", self.address, exc)
             self._fail(ConnectionLost(self.address, f"protocol error: {exc}"))
             return
-        if items:
+        if not items:
+            return
+        # (As in read_in_place.)
+        first = items[0]
+        if len(items) == 1 and first is _NOOP_PACKET:
+            link.woken()
+        elif len(items) == 2 and items[1] is _NO_JOB_PACKET and first.__class__ is list:
+            link.probe_answered(first)
+        else:
             link.receive(items)
+
+    def read_in_place(self) -> bool:
+        # Connection.read_in_place, with what it read going straight to the link (not
+        # through buffer_updated and data_received).
+        link = self.link
+        fd = self._fd
+        if link is None or fd < 0:
+            return super().read_in_place()
+        try:
+            nbytes = os.readv(fd, (self._inbox,))
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            self._fail(ConnectionLost(self.address, f"connection lost: {exc}"))
+            return True
+        if not nbytes:
+            return False  # EOF: the transport sees it too, and closes as usual
+        self._last_rx = link.now()
+        try:
+            items = self._decoder.feed_jobs(self._inbox[:nbytes].tobytes())
+            # The two reads of a lone job, each to its shortcut: the NOOP that wakes the
+            # connection, then the job with the probe's NO_JOB.
+            first = items[0] if items else None
+            if len(items) == 1 and first is _NOOP_PACKET:
+                link.woken()
+            elif len(items) == 2 and items[1] is _NO_JOB_PACKET and first.__class__ is list:
+                link.probe_answered(first)
+            elif items:
+                link.receive(items)
+        except ProtocolError as exc:
+            log.warning("%s: protocol error, closing: %s", self.address, exc)
+            self._fail(ConnectionLost(self.address, f"protocol error: {exc}"))
+        except Exception as exc:  # as the transport does when a protocol callback fails
+            log.exception("%s: error while handling a read", self.address)
+            self._fail(ConnectionLost(self.address, f"connection lost: {exc!r}"))
+        return True
 
 
 class Link:
@@ -222,7 +272,8 @@ class Link:
         conn = self.conn
         if conn is not None:
             try:
-                conn.send(data)
+                if not conn.send_idle(data):  # (send_now, a call fewer)
+                    conn.send(data)
             except ConnectionLost:  # on_lost has run or will run; gearmand requeues the jobs
                 return
 
@@ -283,7 +334,8 @@ class Link:
             packet = b"".join(out)
             out.clear()
         try:
-            conn.send(packet)
+            if not conn.send_idle(packet):  # (send_now, a call fewer)
+                conn.send(packet)
         except ConnectionLost:  # on_lost has run or will run; gearmand requeues the job
             return True
         return True
@@ -463,6 +515,70 @@ class Link:
                     log.exception("%s: error while handling %r", self.address, item)
         finally:
             # Slots freed meanwhile (a NO_JOB, say) and not handed out yet.
+            if worker._free > 0 and worker._hungry:
+                worker._dispatch()
+            self.corked = False
+            if self._out:
+                self.flush()
+
+    def woken(self) -> None:
+        """A read that was one NOOP: :meth:`receive` of it, in one step for the usual case
+        (asleep with nothing asked for, the queue seen empty, no wake in vain before it,
+        slots to spare and nobody waiting for them): the probe of two GRABs and PRE_SLEEP
+        that _noop, _wake and grab would send (see _wake). Anything else goes the usual way."""
+        worker = self.worker
+        conn = self.conn
+        free = worker._free
+        if (
+            self.state is not SLEEPING or self.grabs or self._streak or not self._quiet
+            or free < PROBE_GRABS or self.window < PROBE_GRABS or worker._hungry
+            or self.queued or self._out or conn is None
+        ):  # fmt: skip
+            self.receive([_NOOP_PACKET])
+            return
+        # The write first: the job that woke us waits for it (and nothing below changes
+        # what goes out).
+        try:
+            if not conn.send_idle(_PROBE):  # (send_now, a call fewer)
+                conn.send(_PROBE)
+        except ConnectionLost:  # closed: on_lost has run, and nothing is asked for
+            return
+        stats = worker.stats
+        stats.noops += 1
+        stats.grabs += PROBE_GRABS
+        worker._free = free - PROBE_GRABS
+        self.grabs = self.limit = self._probe_sent = PROBE_GRABS
+        self._sent_grabs += PROBE_GRABS
+        self._woken_by_noop = True
+        self._probe = False
+        self._probe_found = 0
+        self._probe_empty = False
+        at = self.now() + worker.poll_interval
+        self._timer_at = at
+        self._timer_noop = False
+        if self._timer is None or self._timer_when > at:
+            self._arm_timer(worker.poll_interval, noop=False)
+        waiter = worker._in_place  # (worker._asleep, a call fewer)
+        if waiter is not None:
+            waiter.idle_soon()
+
+    def probe_answered(self, job: list[bytes]) -> None:
+        """:meth:`receive` of a read that is a job and a NO_JOB (what a lone job's probe
+        brings back): the same steps, unrolled."""
+        worker = self.worker
+        self.corked = True
+        try:
+            try:
+                self._assigned(*job)
+                if self.state is SLEEPING and self._out:
+                    self.flush()  # a probe's job: its answer goes before the NO_JOB is seen to
+            except Exception:
+                log.exception("%s: error while handling %r", self.address, job)
+            try:
+                self._no_job()
+            except Exception:
+                log.exception("%s: error while handling a NO_JOB", self.address)
+        finally:
             if worker._free > 0 and worker._hungry:
                 worker._dispatch()
             self.corked = False

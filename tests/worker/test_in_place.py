@@ -13,11 +13,14 @@ from typing import Any
 import pytest
 
 from gearq.client import Client
-from gearq.net import Connection
-from gearq.net.inplace import DONE, InPlaceWaiter
+from gearq.net import Connection, ConnectionOptions
+from gearq.net.inplace import InPlaceWaiter
+from gearq.protocol import Packet, PacketType, encode_request, encode_response
 from gearq.testing import GearmandProcess
 from gearq.worker import AsyncWorker
+from gearq.worker.link import _Connection
 
+from .fakeserver import FakeConn, FakeServer, Script
 from .helpers import make_worker
 
 WORKER_THREAD = "in-place-worker"
@@ -72,30 +75,31 @@ class _Serving:
 
 
 def _record_in_place_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """Every read in place from now on (a worker's connections have their own)."""
     reads: list[tuple[str, bool]] = []
-    real = Connection.read_in_place
+    for cls in (Connection, _Connection):
+        real = cls.__dict__["read_in_place"]
 
-    def recording(self: Connection) -> bool:
-        got = real(self)
-        reads.append((threading.current_thread().name, got))
-        return got
+        def recording(self: Connection, real: Callable[[Connection], bool] = real) -> bool:
+            got = real(self)
+            reads.append((threading.current_thread().name, got))
+            return got
 
-    monkeypatch.setattr(Connection, "read_in_place", recording)
+        monkeypatch.setattr(cls, "read_in_place", recording)
     return reads
 
 
-def _record_waits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Every InPlaceWaiter.wait from now on: (thread name, outcome)."""
-    waits: list[tuple[str, int]] = []
-    real_wait = InPlaceWaiter.wait
+def _record_idles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every callback of the loop that waits in place from now on: its thread's name."""
+    idles: list[str] = []
+    real_idle = InPlaceWaiter._idle
 
-    def recording(self: InPlaceWaiter, left: float | None, *, running: bool = False) -> int:
-        outcome = real_wait(self, left, running=running)
-        waits.append((threading.current_thread().name, outcome))
-        return outcome
+    def recording(self: InPlaceWaiter) -> None:
+        idles.append(threading.current_thread().name)
+        real_idle(self)
 
-    monkeypatch.setattr(InPlaceWaiter, "wait", recording)
-    return waits
+    monkeypatch.setattr(InPlaceWaiter, "_idle", recording)
+    return idles
 
 
 def test_an_idle_worker_reads_its_jobs_in_place(
@@ -116,7 +120,7 @@ def test_an_idle_worker_reads_its_jobs_in_place(
 def test_timers_and_coroutines_beside_the_worker_run_on_time(
     gearmand: GearmandProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waits = _record_waits(monkeypatch)
+    reads = _record_in_place_reads(monkeypatch)
     ticks: list[float] = []
 
     async def ticker() -> None:
@@ -135,7 +139,7 @@ def test_timers_and_coroutines_beside_the_worker_run_on_time(
             assert client.submit("inplace", b"x").result(10) == b"x"
             time.sleep(0.02)
         serving.stop()
-    assert (WORKER_THREAD, DONE) in waits  # the worker did wait in place meanwhile
+    assert (WORKER_THREAD, True) in reads  # the worker did wait in place meanwhile
     # 8 sleeps of 50 ms: late by scheduling noise at most, not by a wait in place.
     assert ticks[-1] < 0.4 + 1.0, ticks
 
@@ -165,7 +169,7 @@ def test_no_waiting_in_place_on_a_loop_in_debug_mode(
 def test_two_workers_on_one_loop_wait_in_place_without_spinning(
     gearmand: GearmandProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waits = _record_waits(monkeypatch)
+    idles = _record_idles(monkeypatch)
     first = make_worker(gearmand.address, poll_interval=30.0)
     first.register("one", lambda job: b"1 " + job.payload, inline=True)
     second = make_worker(gearmand.address, poll_interval=30.0)
@@ -180,9 +184,114 @@ def test_two_workers_on_one_loop_wait_in_place_without_spinning(
         assert client.submit("one", b"a").result(10) == b"1 a"
         assert client.submit("two", b"b").result(10) == b"2 b"
         time.sleep(0.1)
-        before = len(waits)
+        before = len(idles)
         time.sleep(0.5)  # both idle: one wait in place, not two callbacks taking turns
-        idle_waits = len(waits) - before
+        idle_waits = len(idles) - before
         assert client.submit("two", b"c").result(10) == b"2 c"
         asyncio.run_coroutine_threadsafe(second.stop(), serving.loop).result(10)
     assert idle_waits < 20, idle_waits
+
+
+def test_an_answer_too_big_to_write_at_once_hands_the_loop_back(
+    gearmand: GearmandProcess,
+) -> None:
+    # The answer is written from a read in place; what the socket does not take at once is
+    # left to the loop, which must then run to write it (with no heartbeat and no poll
+    # timer due, a wait in place that went on would hold it back for a minute).
+    big = b"x" * (24 << 20)
+    options = ConnectionOptions(heartbeat_interval=None, connect_timeout=60.0)
+    worker = make_worker(gearmand.address, poll_interval=60.0, options=options)
+    worker.register("big", lambda job: big if job.payload == b"big" else job.payload, inline=True)
+    with _Serving(worker), Client(gearmand.address) as client:
+        time.sleep(0.1)  # asleep at gearmand, waiting in place
+        assert client.submit("big", b"small").result(10) == b"small"
+        got: list[bytes] = []
+        waiter = threading.Thread(target=lambda: got.append(client.submit("big", b"big").result()))
+        waiter.start()
+        # (Within 5 s: the worker's loop holds stale timers, of the connect timeout and of
+        # wait_ready, whose passes would end such a wait too.)
+        waiter.join(5)
+        assert got == [big]
+        assert client.submit("big", b"after").result(10) == b"after"
+
+
+class _ServerThread:
+    """A FakeServer on its own loop in a thread, so that the worker's loop has nothing but
+    its connection to wait for (and waits for it in place)."""
+
+    def __init__(self, script: Script) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = FakeServer(script)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> _ServerThread:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(5)
+        return self
+
+    def write(self, conn: FakeConn, data: bytes) -> None:
+        self.loop.call_soon_threadsafe(conn.writer.write, data)
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not within 5 s"
+        time.sleep(0.005)
+
+
+def _no_jobs(conn: FakeConn, packet: Packet) -> None:
+    if packet.type is PacketType.GRAB_JOB_UNIQ:
+        conn.send(PacketType.NO_JOB)
+
+
+_NOOP = encode_response(PacketType.NOOP)
+_GRAB = encode_request(PacketType.GRAB_JOB_UNIQ)
+
+
+def test_a_noop_read_in_two_pieces_in_place_wakes_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not the one-NOOP read the shortcut takes: the general path, from the read in place.
+    reads = _record_in_place_reads(monkeypatch)
+    with _ServerThread(_no_jobs) as fake:
+        worker = make_worker(fake.server.address, poll_interval=30.0)
+        worker.register("f", lambda job: job.payload, inline=True)
+        with _Serving(worker):
+            conn = fake.server.conns[0]
+            _until(lambda: conn.count(PacketType.PRE_SLEEP) == 1)
+            time.sleep(0.05)  # (the worker now waits in place)
+            fake.write(conn, _NOOP[:5])
+            time.sleep(0.05)
+            fake.write(conn, _NOOP[5:])
+            _until(lambda: conn.count(PacketType.PRE_SLEEP) == 2)
+            assert conn.types()[-3:] == [PacketType.GRAB_JOB_UNIQ] * 2 + [PacketType.PRE_SLEEP]
+            assert worker.stats.noops == 1
+    # The two pieces, then the probe's answers: each read in place.
+    assert reads.count((WORKER_THREAD, True)) >= 3, reads
+
+
+def test_garbage_read_in_place_fails_the_connection_which_reconnects(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    reads = _record_in_place_reads(monkeypatch)
+    with _ServerThread(_no_jobs) as fake:
+        worker = make_worker(fake.server.address, poll_interval=30.0)
+        worker.register("f", lambda job: job.payload, inline=True)
+        with _Serving(worker):
+            conn = fake.server.conns[0]
+            _until(lambda: conn.count(PacketType.PRE_SLEEP) == 1)
+            time.sleep(0.05)  # (the worker now waits in place)
+            fake.write(conn, b"\0REX" + bytes(8))
+            _until(lambda: len(fake.server.conns) == 2)  # dropped, and connected again
+            again = fake.server.conns[1]
+            _until(lambda: again.count(PacketType.PRE_SLEEP) == 1)
+            assert worker.stats.connects == 2
+    assert (WORKER_THREAD, True) in reads
+    assert "protocol error" in caplog.text

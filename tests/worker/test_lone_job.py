@@ -37,31 +37,30 @@ def _probe_script(queue: list[bytes]) -> Any:
 
 class _Spy:
     """Records every write of the worker's connections, and what had been written when
-    the probe's NO_JOB was handled and when the probe's timer was armed."""
+    the probe's NO_JOB was handled."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sent: list[bytes] = []
         self.at_no_job: list[list[bytes]] = []
-        self.at_arm: list[tuple[list[bytes], bool]] = []
         send = link_module._Connection.send
         no_job = link_module.Link._no_job
-        arm = link_module.Link._arm_timer
 
         def spy_send(conn: Any, data: bytes) -> None:
             self.sent.append(bytes(data))
             send(conn, data)
 
+        def spy_send_idle(conn: Any, data: bytes) -> bool:
+            spy_send(conn, data)  # the same bytes, the transport's way
+            return True
+
         def spy_no_job(link: Any) -> None:
             self.at_no_job.append(list(self.sent))
             no_job(link)
 
-        def spy_arm(link: Any, delay: float, *, noop: bool) -> None:
-            self.at_arm.append((list(self.sent), bool(link._out)))
-            arm(link, delay, noop=noop)
-
         monkeypatch.setattr(link_module._Connection, "send", spy_send)
+        monkeypatch.setattr(link_module._Connection, "send_now", spy_send)
+        monkeypatch.setattr(link_module._Connection, "send_idle", spy_send_idle)
         monkeypatch.setattr(link_module.Link, "_no_job", spy_no_job)
-        monkeypatch.setattr(link_module.Link, "_arm_timer", spy_arm)
 
 
 def test_a_probes_inline_job_is_answered_before_its_no_job_is_handled(
@@ -95,27 +94,42 @@ def test_a_probes_inline_job_is_answered_before_its_no_job_is_handled(
 
 
 def test_a_probe_is_written_before_its_timer_is_armed(monkeypatch: pytest.MonkeyPatch) -> None:
-    spy = _Spy(monkeypatch)
+    # When each write left, and when this sleep was then set to end (the poll timer's
+    # bookkeeping): the probe's write must not wait for that bookkeeping.
+    writes: list[tuple[bytes, float]] = []
+    send = link_module._Connection.send
+
+    def spy_send(conn: Any, data: bytes) -> bool:
+        assert conn.link is not None
+        writes.append((bytes(data), conn.link._timer_at))
+        send(conn, data)
+        return True
+
+    for name in ("send", "send_now", "send_idle"):
+        monkeypatch.setattr(link_module._Connection, name, spy_send)
 
     def echo(job: Job) -> bytes:
         return job.payload
 
-    async def main() -> None:
+    async def main() -> tuple[float, float]:
         server = await FakeServer(_probe_script([])).start()
         worker = make_worker(server.address, concurrency=4, poll_interval=10.0)
         worker.register("f", echo, inline=True)
         async with serving(worker):
             conn = server.conns[0]
             await eventually(lambda: conn.count(P.PRE_SLEEP) == 1)
-            spy.at_arm.clear()
+            link = worker._links[0]
+            asleep_until = link._timer_at
+            writes.clear()
             conn.send(P.NOOP)  # a wake that finds nothing: a probe all the same
             await eventually(lambda: conn.count(P.PRE_SLEEP) == 2)
-            await eventually(lambda: len(spy.at_arm) == 1)
+            woken_until = link._timer_at
         await server.close()
+        return asleep_until, woken_until
 
-    run(main())
-    sent, queued = spy.at_arm[0]
-    assert sent[-1].endswith(_PROBE) and not queued
+    asleep_until, woken_until = run(main())
+    assert [data for data, _ in writes] == [_PROBE]
+    assert writes[0][1] == asleep_until < woken_until
 
 
 def test_a_connection_keeps_its_loops_time() -> None:
