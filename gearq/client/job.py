@@ -428,6 +428,9 @@ class Job:
             self._done()
         if self._listeners is not None:
             self._emit("complete", result)
+            # No event follows a final one; dropped, the listeners (often bound to whoever
+            # holds this job) cannot keep the pair alive as a reference cycle.
+            self._listeners = None
         return woke
 
     def _finish(self, state: JobState, error: BaseException, event: str, value: object) -> None:
@@ -439,6 +442,7 @@ class Job:
         self._done()
         if self._listeners is not None:
             self._emit(event, value)
+            self._listeners = None  # (see _complete)
 
     def _done(self) -> None:
         if self._timer is not None:

@@ -345,3 +345,32 @@ def test_a_connection_lost_during_an_in_place_wait_fails_the_job(how):
     finally:
         thread.join(5)
         listener.close()
+
+
+def test_a_finished_job_and_its_listeners_leave_no_reference_cycle(gearmand, workers):
+    # A job's listeners are often bound to whoever holds the job (a SyncJob, a task's
+    # result): kept after the final event, they made every call a reference cycle, freed
+    # only by the garbage collector.
+    import gc
+
+    workers(gearmand, "echo")
+    workers(gearmand, "ev")
+    with Client(gearmand.address) as client:
+        assert client.submit("echo", b"warm").result(10) == b"warm"
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.disable()
+        try:
+            for _ in range(20):
+                assert client.submit("echo", b"ok").result(10) == b"ok"
+                failed = client.submit("ev", script(["fail"]))
+                wait_until(lambda job=failed: job.done, 10)
+                assert failed.state is JobState.FAILED
+                del failed
+            gc.collect()
+            left = [type(o).__name__ for o in gc.garbage if type(o).__name__ in ("Job", "SyncJob")]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+        assert left == []
