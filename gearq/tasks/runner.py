@@ -583,8 +583,8 @@ class _Served:
             return None
         job.attempt = attempt = call.attempt
         if self.lane:
-            # A plain task on the loop, nothing around it: _call_sync and _encode_value,
-            # inlined (the common job of pool="inline").
+            # A plain task on the loop, nothing around it: _call_sync inlined (the common
+            # job of pool="inline").
             try:
                 value = self.fn(*call.args, **call.kwargs)
                 if value.__class__ is GeneratorType:
@@ -593,13 +593,7 @@ class _Served:
                 return self._retry_after(job, call, attempt, exc)
             if value.__class__ in _PENDING_TYPES:
                 return self._finish_later(job, call, attempt, None, value)
-            try:
-                data = encode_plain_result(value, call.serializer, self.task_name)
-            except SerializationError as exc:
-                self._fail(job, call, None, attempt, exc, 0.0)
-                return None
-            self.runner.stats.succeeded += 1
-            return data
+            return self._encode_value(job, call, attempt, value)
         if not self.fast:
             return self._attempts(job, call, attempt)
         try:
