@@ -116,7 +116,13 @@ class LaneCall:
                 if ptype == _WORK_COMPLETE and self.handle is not None:
                     handle, _, result = data[12:].partition(b"\0")
                     if handle == self.handle:
-                        return self._finish(result, end, data)
+                        # (_finish, for a read that is this one packet.)
+                        done = self.on_done
+                        self.on_done = self.on_job = None
+                        self.result = result
+                        if done is not None:
+                            done(result)
+                        return DONE
         pos = 0
         while end - pos >= 12:
             magic, ptype, size = _HEAD.unpack_from(data, pos)

@@ -432,7 +432,9 @@ class DrivenLoop:
             return None
         interrupted = None
         try:
-            if self.lane is not lane or not lane.open or self.loop.is_closed():
+            if self.lane is not lane or lane.job is not None or lane.result is not None:
+                return None  # (not this driver's, or no longer open)
+            if self.loop.is_closed():
                 return None
             # The waiter's checks once, then only poll, read and feed: until this gives the
             # loop back, nothing but another thread (whose wake-up ends the wait) can make
@@ -450,7 +452,12 @@ class DrivenLoop:
             read = lane.conn.read_unhandled
             feed = lane.feed
             # Ctrl-C stops the loop, which writes to its wake-up pipe: the poll sees that.
-            interrupted = _catch_sigint(self.loop)
+            # (_catch_sigint, inlined.)
+            if (
+                threading.get_ident() == _MAIN[0]
+                and _sig.getsignal(_SIGINT) is signal.default_int_handler
+            ):
+                interrupted = _Interrupt(self.loop)
             while True:
                 if until is None:
                     ready = poll.poll(-1)

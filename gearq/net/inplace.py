@@ -58,7 +58,18 @@ class InPlaceWaiter:
     """Waits in place for the connections of ``loop`` (see the module docstring). Get it
     with :func:`waiter_for`."""
 
-    __slots__ = ("_pending", "_poll_obj", "_polled", "loop", "readers", "usable")
+    __slots__ = (
+        "_head",
+        "_head_when",
+        "_keys",
+        "_now",
+        "_pending",
+        "_poll_obj",
+        "_polled",
+        "loop",
+        "readers",
+        "usable",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -73,6 +84,12 @@ class InPlaceWaiter:
         self._poll_obj: Any = None  # a select.poll of the readers and the loop's wake-up pipe
         self._polled: dict[int, Connection] = {}  # the readers in self._poll_obj
         self._pending = False  # idle() is scheduled or running
+        # prepare()'s memory: the selector's keys when its checks last passed (see _idle
+        # for why the same keys mean the same outcome), and the first timer and its time.
+        self._keys: list[Any] | None = None
+        self._head: Any = None
+        self._head_when = 0.0
+        self._now = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
 
     @property
     def idling(self) -> bool:
@@ -194,16 +211,26 @@ class InPlaceWaiter:
             return BUSY
         readers = self.readers
         # (The selector's own fd map, not get_map(): two Python calls fewer a wait.)
-        if not readers or len(loop._selector._fd_to_key) != len(readers) + 1 or loop._debug:
-            return OFF
-        for reader in readers.values():
-            if not reader.ready_in_place():
-                return OFF
+        fd_to_key = loop._selector._fd_to_key
+        keys = [*fd_to_key.values()]
         poll = self._poll_obj
-        if poll is None or readers != self._polled:
-            poll = self._pollable()
+        if keys != self._keys or readers != self._polled or loop._debug:
+            self._keys = None
+            if not readers or len(fd_to_key) != len(readers) + 1 or loop._debug:
+                return OFF
+            for reader in readers.values():
+                if not reader.ready_in_place():
+                    return OFF
+            if poll is None or readers != self._polled:
+                poll = self._pollable()
+            self._keys = keys
         scheduled = loop._scheduled
-        return poll, (scheduled[0].when() - loop.time() if scheduled else None)
+        if not scheduled:
+            return poll, None
+        first = scheduled[0]
+        if first is not self._head:  # (a timer's time never changes)
+            self._head, self._head_when = first, first.when()
+        return poll, self._head_when - self._now()
 
     def _pollable(self) -> Any:
         """A new ``select.poll`` of the readers and the loop's wake-up pipe (they changed)."""
