@@ -250,3 +250,46 @@ def test_garbage_from_server_closes_with_typed_error(garbage):
         await server.wait_closed()
 
     asyncio.run(main())
+
+
+def test_the_waiters_checks_see_unsent_bytes_and_a_new_first_timer_after_passing(gearmand):
+    # InPlaceWaiter.prepare redoes the readers' checks only when the selector's keys change:
+    # bytes left to write register a writer (a new key), so they must still be noticed.
+    from gearq.net.inplace import OFF, waiter_for
+    from gearq.protocol import encode_request
+
+    loop = asyncio.new_event_loop()
+    try:
+
+        async def opened() -> tuple[Connection, Recorder]:
+            rec = Recorder()
+            return await rec.open(addr(gearmand), heartbeat_interval=None), rec
+
+        conn, rec = loop.run_until_complete(opened())
+        waiter = waiter_for(loop)
+
+        def settle() -> None:  # let the loop finish what it has ready
+            for _ in range(3):
+                loop.run_until_complete(asyncio.sleep(0))
+
+        settle()
+        prepared = waiter.prepare()
+        assert isinstance(prepared, tuple) and prepared[1] is None  # no timer
+        conn.send(encode_request(PacketType.ECHO_REQ, bytes(16 << 20)))  # more than fits
+        assert conn._transport.get_write_buffer_size()  # type: ignore[union-attr]
+        assert waiter.prepare() == OFF
+        loop.run_until_complete(asyncio.wait_for(rec.packets.get(), 20))  # written, echoed
+        settle()
+        assert isinstance(waiter.prepare(), tuple)
+        later = loop.call_later(30, lambda: None)
+        first = waiter.prepare()
+        assert isinstance(first, tuple) and first[1] is not None and 29 < first[1] <= 30
+        sooner = loop.call_later(5, lambda: None)
+        second = waiter.prepare()
+        assert isinstance(second, tuple) and second[1] is not None and 4 < second[1] <= 5
+        later.cancel()
+        sooner.cancel()
+        conn.close()
+        loop.run_until_complete(asyncio.wait_for(rec.lost, 5))
+    finally:
+        loop.close()
