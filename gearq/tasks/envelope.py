@@ -628,7 +628,6 @@ def decode_reply(data: bytes, *, serializer: Serializer | str | None = None) -> 
 
 
 _QUICK_KEYS = frozenset({"v", "t", "id", "a", "k"})
-_msgpack_loads = MSGPACK.loads
 _msgpack_unpack = MSGPACK.unpack
 
 
