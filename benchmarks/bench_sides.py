@@ -104,15 +104,24 @@ def one_round(pool: str, turns: int, block: int) -> dict[str, float]:
     return {name: _percentiles(values)[0] for name, values in samples.items()}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def pairing_args(
+    description: str, argv: Sequence[str] | None, *, rounds: int, turns: int, block: int
+) -> argparse.Namespace:
+    """The options of a benchmark that runs pairings in rounds of turns (this one and
+    bench_worker_cpu), parsed, and the header line that says what was run."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--pool", default="threads", choices=["threads", "inline"])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--turns", type=int, default=20, help="turns per round")
-    parser.add_argument("--block", type=int, default=100, help="round trips per turn")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--turns", type=int, default=turns, help="turns per round")
+    parser.add_argument("--block", type=int, default=block, help="round trips per turn")
     args = parser.parse_args(argv)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; TaskWorker pool={args.pool};")
     print(f"{args.rounds} rounds of {args.turns} turns of {args.block} round trips per pairing")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = pairing_args(__doc__.split("\n\n")[0], argv, rounds=3, turns=20, block=100)
     p50s: dict[str, list[float]] = {name: [] for name in PAIRS}
     for _ in range(args.rounds):
         result = one_round(args.pool, args.turns, args.block)

@@ -18,7 +18,6 @@ their ratio (the median of each round's ratio), and CPU per job (µs).
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import statistics
@@ -29,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.bench_sides import _RawToGearq  # noqa: E402
+from benchmarks.bench_sides import _RawToGearq, pairing_args  # noqa: E402
 from benchmarks.bench_tasks import PYG_FUNCTION, _RawRoundTrips, _worker_process  # noqa: E402
 from benchmarks.raw import start_raw_worker  # noqa: E402
 from gearq.testing import GearmandProcess  # noqa: E402
@@ -80,14 +79,7 @@ def one_round(pool: str, turns: int, block: int) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pool", default="threads", choices=["threads", "inline"])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--turns", type=int, default=10, help="turns per round")
-    parser.add_argument("--block", type=int, default=200, help="round trips per turn")
-    args = parser.parse_args(argv)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; TaskWorker pool={args.pool};")
-    print(f"{args.rounds} rounds of {args.turns} turns of {args.block} round trips per pairing")
+    args = pairing_args(__doc__.split("\n\n")[0], argv, rounds=5, turns=10, block=200)
     rounds = []
     for _ in range(args.rounds):
         row = one_round(args.pool, args.turns, args.block)

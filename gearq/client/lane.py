@@ -116,13 +116,7 @@ class LaneCall:
                 if ptype == _WORK_COMPLETE and self.handle is not None:
                     handle, _, result = data[12:].partition(b"\0")
                     if handle == self.handle:
-                        # (_finish, for a read that is this one packet.)
-                        done = self.on_done
-                        self.on_done = self.on_job = None
-                        self.result = result
-                        if done is not None:
-                            done(result)
-                        return DONE
+                        return self._finish(result, end, data)
         pos = 0
         while end - pos >= 12:
             magic, ptype, size = _HEAD.unpack_from(data, pos)

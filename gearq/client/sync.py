@@ -112,10 +112,7 @@ class _Interrupt:
 
 
 def _catch_sigint(loop: asyncio.AbstractEventLoop) -> _Interrupt | None:
-    if (
-        threading.get_ident() == _MAIN[0]
-        and _sig.getsignal(_SIGINT) is signal.default_int_handler
-    ):
+    if threading.get_ident() == _MAIN[0] and _sig.getsignal(_SIGINT) is signal.default_int_handler:
         return _Interrupt(loop)
     return None
 
@@ -452,12 +449,7 @@ class DrivenLoop:
             read = lane.conn.read_unhandled
             feed = lane.feed
             # Ctrl-C stops the loop, which writes to its wake-up pipe: the poll sees that.
-            # (_catch_sigint, inlined.)
-            if (
-                threading.get_ident() == _MAIN[0]
-                and _sig.getsignal(_SIGINT) is signal.default_int_handler
-            ):
-                interrupted = _Interrupt(self.loop)
+            interrupted = _catch_sigint(self.loop)
             while True:
                 if until is None:
                     ready = poll.poll(-1)

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import select
-import time
 import weakref
 from typing import Any
 
-from .connection import Connection, in_place_readers
+from .connection import Connection, in_place_readers, loop_clock
 
 __all__ = ["BUSY", "DONE", "OFF", "InPlaceWaiter", "waiter_for"]
 
@@ -84,12 +83,14 @@ class InPlaceWaiter:
         self._poll_obj: Any = None  # a select.poll of the readers and the loop's wake-up pipe
         self._polled: dict[int, Connection] = {}  # the readers in self._poll_obj
         self._pending = False  # idle() is scheduled or running
-        # prepare()'s memory: the selector's keys when its checks last passed (see _idle
-        # for why the same keys mean the same outcome), and the first timer and its time.
+        # prepare()'s memory: the selector's keys when its checks last passed, and the
+        # first timer and its time. A transport with bytes left to write has the loop wait
+        # for its socket to be writable (a new key in the selector), so while the keys and
+        # the readers stay the same, so does what the readers' checks would find.
         self._keys: list[Any] | None = None
         self._head: Any = None
         self._head_when = 0.0
-        self._now = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        self._now = loop_clock(loop)
 
     @property
     def idling(self) -> bool:
@@ -109,52 +110,26 @@ class InPlaceWaiter:
             self.loop.call_soon(self._idle)
 
     def _idle(self) -> None:
-        # wait(None, running=True) in a loop, with its checks and its poll inlined (a
-        # worker's lone job takes two waits, and every call and line counts on its path):
-        # the same checks before every poll, as whatever was handled since the last one
-        # may have changed what they find.
+        # wait(None, running=True) in a loop, its poll inlined (a worker's lone job takes
+        # two waits, and every call counts on its path); prepare() redoes the checks before
+        # every poll, as whatever was handled since the last one may change what they find.
         outcome = OFF
-        loop: Any = self.loop
         readers = self.readers
-        fd_to_key = loop._selector._fd_to_key
-        ready_queue = loop._ready
-        now = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
-        head: Any = None  # the first timer when last looked at, and when it is due
-        head_when = 0.0
-        poll: Any = None
-        # The loop's file descriptors and what it waits for on each, as the last full
-        # checks found them. A transport with bytes left to write has the loop wait for
-        # its socket to be writable (a new key in the selector), so while these keys and
-        # the readers stay the same, so does what the readers' checks would find.
-        keys: list[Any] | None = None
         try:
             while True:
-                if ready_queue or loop._stopping:
-                    outcome = BUSY
+                prepared = self.prepare()
+                if prepared.__class__ is int:
+                    outcome = prepared
                     return
-                if keys != [*fd_to_key.values()] or readers != self._polled or loop._debug:
-                    if not readers or len(fd_to_key) != len(readers) + 1 or loop._debug:
-                        return  # OFF
-                    for reader in readers.values():
-                        if not reader.ready_in_place():
-                            return  # OFF
-                    poll = self._poll_obj
-                    if poll is None or readers != self._polled:
-                        poll = self._pollable()
-                    keys = [*fd_to_key.values()]
-                scheduled = loop._scheduled
-                if scheduled:
-                    first = scheduled[0]
-                    if first is not head:  # (a timer's time never changes)
-                        head, head_when = first, first.when()
-                    left = head_when - now()
-                    if left <= 0:
-                        outcome = BUSY
-                        return
-                    # poll() takes whole milliseconds: round up, not to come back early.
-                    ready = poll.poll(int(left * 1000) + 1)
-                else:
+                poll, wait = prepared  # type: ignore[misc]
+                if wait is None:
                     ready = poll.poll(-1)
+                elif wait <= 0:
+                    outcome = BUSY  # a timer is due
+                    return
+                else:
+                    # poll() takes whole milliseconds: round up, not to come back early.
+                    ready = poll.poll(int(wait * 1000) + 1)
                 if not ready:
                     outcome = BUSY  # the timer is due
                     return

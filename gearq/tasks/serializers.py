@@ -245,21 +245,21 @@ class MsgpackSerializer:
 
     def _ext_hook(self, code: int, data: bytes) -> Any:
         if code == ExtType.TUPLE:
-            return tuple(self._unpack(data))
+            return tuple(self.unpack(data))
         if code == ExtType.DATETIME:
             text = data.decode()
             return _fix_offset(datetime.fromisoformat(text), text)
         if code == ExtType.SET:
-            return set(self._unpack(data))
+            return set(self.unpack(data))
         if code == ExtType.FROZENSET:
-            return frozenset(self._unpack(data))
+            return frozenset(self.unpack(data))
         if code == ExtType.DATE:
             return date.fromisoformat(data.decode())
         if code == ExtType.TIME:
             text = data.decode()
             return _fix_offset(time.fromisoformat(text), text)
         if code == ExtType.TIMEDELTA:
-            parts = self._unpack(data)
+            parts = self.unpack(data)
             if (
                 type(parts) is not list
                 or len(parts) != 3
@@ -277,9 +277,6 @@ class MsgpackSerializer:
                 raise ValueError(f"bad big int ext payload {text[:40]!r}")
             return int(text)
         raise ValueError(f"unknown msgpack ext type {code}")
-
-    def _unpack(self, data: bytes) -> Any:
-        return self.unpack(data)
 
     def dumps(self, obj: Any) -> bytes:
         try:

@@ -277,12 +277,7 @@ class Task(Generic[P, R]):
             return cast("AsyncResult[R]", run_eager(self, args, kwargs, _new_id()))
         task_id = _new_id()
         options = self.options
-        payload = (
-            None if kwargs or self._raw
-            else encode_positional_call(self.serializer, self.name, args, task_id)
-        )  # fmt: skip
-        if payload is None:
-            payload = self._encode(args, kwargs, task_id)
+        payload = self._encode(args, kwargs, task_id)
         spec = options.unique
         unique = None if spec is None else self._unique(spec, args, kwargs, False, task_id)
         if conf.require_worker:

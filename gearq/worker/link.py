@@ -23,12 +23,10 @@ import asyncio
 import logging
 import os
 import struct
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..net.address import ServerAddress
-from ..net.connection import Connection
+from ..net.connection import Connection, loop_clock
 from ..net.errors import ConnectFailed, ConnectionLost
 from ..net.recover import ServerHealth
 from ..protocol.codec import Decoder, encode_request, encode_response
@@ -81,14 +79,6 @@ STABLE_AFTER = 1.0
 # job from a queue that holds more.
 PROBE_GRABS = 2
 _PROBE = _GRAB * PROBE_GRABS + _PRE_SLEEP
-
-
-def _clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
-    """``loop.time``, or the C function it calls when the loop keeps asyncio's own clock (a
-    Python call fewer on every read and every sleep of a connection)."""
-    if type(loop).time is asyncio.BaseEventLoop.time:
-        return time.monotonic
-    return loop.time
 
 
 class _Connection(Connection):
@@ -174,7 +164,7 @@ class Link:
         self.group = group
         self.functions = functions
         self.loop = worker.loop
-        self.now = _clock(self.loop)  # the loop's time
+        self.now = loop_clock(self.loop)  # the loop's time
         self.thread_id = worker.thread_id
         self.health = ServerHealth(address, worker.recover)
         self.conn: Connection | None = None

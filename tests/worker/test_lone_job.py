@@ -138,6 +138,8 @@ def test_a_connection_keeps_its_loops_time() -> None:
     import asyncio
     import time
 
+    from gearq.net.connection import loop_clock
+
     class Shifted(asyncio.SelectorEventLoop):
         def time(self) -> float:
             return 1000.0 + super().time()
@@ -145,8 +147,8 @@ def test_a_connection_keeps_its_loops_time() -> None:
     plain = asyncio.new_event_loop()
     shifted = Shifted()
     try:
-        assert link_module._clock(plain) is time.monotonic
-        now = link_module._clock(shifted)
+        assert loop_clock(plain) is time.monotonic
+        now = loop_clock(shifted)
         assert now() >= 1000.0 + time.monotonic() - 1.0
     finally:
         plain.close()
