@@ -22,19 +22,22 @@ from __future__ import annotations
 import asyncio
 import select
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .connection import Connection, in_place_readers, loop_clock
 
-__all__ = ["BUSY", "DONE", "OFF", "InPlaceWaiter", "waiter_for"]
+__all__ = ["BUSY", "DONE", "LEFT", "OFF", "InPlaceWaiter", "waiter_for"]
 
 #: What :meth:`InPlaceWaiter.wait` returns. DONE: it handled what arrived, or the caller's
 #: time is up. BUSY: the loop must run now (callbacks ready, a timer due, another thread
 #: woke it, a connection ended); waiting in place may work again after one pass of it.
 #: OFF: not while the loop watches other file descriptors or has bytes left to write.
+#: LEFT (from :meth:`InPlaceWaiter.serve` only): the loop was taken back meanwhile.
 DONE = 1
 BUSY = 0
 OFF = -1
+LEFT = -2
 
 _LOOP_PARTS = ("_debug", "_ready", "_scheduled", "_selector", "_ssock", "_stopping")
 
@@ -65,6 +68,7 @@ class InPlaceWaiter:
         "_pending",
         "_poll_obj",
         "_polled",
+        "lender",
         "loop",
         "readers",
         "usable",
@@ -91,6 +95,11 @@ class InPlaceWaiter:
         self._head: Any = None
         self._head_when = 0.0
         self._now = loop_clock(loop)
+        #: Called by the loop's thread, instead of waiting itself, when the loop has
+        #: nothing to do but wait for the connections (see :meth:`idle_soon`): it may
+        #: have another thread :meth:`serve` meanwhile (while this one blocks) and return
+        #: what serve returned (BUSY, OFF), or return None to have this thread wait.
+        self.lender: Callable[[], int | None] | None = None
 
     @property
     def idling(self) -> bool:
@@ -110,34 +119,24 @@ class InPlaceWaiter:
             self.loop.call_soon(self._idle)
 
     def _idle(self) -> None:
-        # wait(None, running=True) in a loop, its poll inlined (a worker's lone job takes
-        # two waits, and every call counts on its path); prepare() redoes the checks before
-        # every poll, as whatever was handled since the last one may change what they find.
         outcome = OFF
-        readers = self.readers
         try:
-            while True:
+            lender = self.lender
+            if lender is not None:
+                # Only a wait that would block is lent (lending costs two thread wake-ups).
                 prepared = self.prepare()
                 if prepared.__class__ is int:
                     outcome = prepared
                     return
-                poll, wait = prepared  # type: ignore[misc]
-                if wait is None:
-                    ready = poll.poll(-1)
-                elif wait <= 0:
+                wait = prepared[1]  # type: ignore[index]
+                if wait is not None and wait <= 0:
                     outcome = BUSY  # a timer is due
                     return
-                else:
-                    # poll() takes whole milliseconds: round up, not to come back early.
-                    ready = poll.poll(int(wait * 1000) + 1)
-                if not ready:
-                    outcome = BUSY  # the timer is due
+                lent = lender()
+                if lent is not None:
+                    outcome = lent
                     return
-                for fd, _events in ready:
-                    conn = readers.get(fd)
-                    if conn is None or not conn.read_in_place():
-                        outcome = BUSY  # the wake-up pipe, an EOF
-                        return
+            outcome = self.serve()
         finally:
             if outcome == BUSY:
                 # After the pass of the loop it needs. No spin: this then either waits
@@ -146,6 +145,40 @@ class InPlaceWaiter:
                 self.loop.call_soon(self._idle)
             else:
                 self._pending = False
+
+    def serve(self, pending: Any = None, after_read: Callable[[], bool] | None = None) -> int:
+        """Wait in place and read what comes, until the loop is needed: BUSY or OFF (see
+        their comment). ``after_read``: called after a poll's reads whenever ``pending``
+        (a collection) is not empty; if it returns True, stop at once with LEFT (the
+        loop has been taken back meanwhile: nothing here may touch it any more).
+
+        The waits of :meth:`idle_soon`, in a loop, the poll inlined (a worker's lone job
+        takes two waits, and every call counts on its path); prepare() redoes the checks
+        before every poll, as whatever was handled since the last one may change what
+        they find. The caller must own the loop (see :meth:`wait`), as a callback of its
+        running loop or lent it by the thread that runs it (see :attr:`lender`).
+        """
+        readers = self.readers
+        while True:
+            prepared = self.prepare()
+            if prepared.__class__ is int:
+                return prepared
+            poll, wait = prepared  # type: ignore[misc]
+            if wait is None:
+                ready = poll.poll(-1)
+            elif wait <= 0:
+                return BUSY  # a timer is due
+            else:
+                # poll() takes whole milliseconds: round up, not to come back early.
+                ready = poll.poll(int(wait * 1000) + 1)
+            if not ready:
+                return BUSY  # the timer is due
+            for fd, _events in ready:
+                conn = readers.get(fd)
+                if conn is None or not conn.read_in_place():
+                    return BUSY  # the wake-up pipe, an EOF
+            if pending and after_read is not None and after_read():
+                return LEFT
 
     def wait(self, left: float | None, *, running: bool = False) -> int:
         """Wait up to ``left`` seconds (None: no limit) for the connections to be

@@ -44,16 +44,14 @@ import asyncio
 import functools
 import inspect
 import logging
-import queue
-import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any, Literal, Protocol
 
 from ..net.address import ServerAddress
+from ..net.inplace import waiter_for
 from ..worker import AsyncWorker, Job, WorkerError, WorkerStats
 from ..worker.blocking import BlockingDriver
 from .context import MaxRetriesExceeded, Retry, TaskContext, UnknownTask
@@ -88,6 +86,7 @@ from .serializers import (
     Serializer,
     get_serializer,
 )
+from .threads import LoneJob, TaskThreads
 
 __all__ = [
     "BlockingTaskWorker",
@@ -296,207 +295,6 @@ def _id_from_unique(unique: bytes) -> str | None:
 # Results that are not values yet: awaited / drained on the loop.
 _PENDING_TYPES = (CoroutineType, AsyncGeneratorType)
 
-_new_lock = threading.Lock
-
-
-class _Handoff:
-    """A call the loop thread waits for in place (see :meth:`_Threads.call_waiting_now`):
-    the pool's queue item for it, and what comes back."""
-
-    # Not slotted: what only some hand-offs set keeps its default here (one attribute
-    # write fewer each, on a lone job's path).
-    #: False once the loop's thread has stopped waiting (under the pool's mutex).
-    waiting = True
-    value: Any = None
-    error: BaseException | None = None
-    #: True if the pool thread answered the job (see ``answer``).
-    answered = False
-    #: Where the value goes once the loop's thread has stopped waiting (set then).
-    fut: asyncio.Future[Any] | None = None
-
-    def __init__(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], answer: Callable[..., bool] | None
-    ) -> None:
-        self.fn = fn
-        self.args = args
-        #: Called by the pool thread as ``answer(*args, value)`` while the loop's thread
-        #: still waits: True if it answered the job (so the answer did not wait for the
-        #: loop's thread to wake).
-        self.answer = answer
-        # What the loop's thread waits on: released by the pool thread, under the pool's
-        # mutex, only while the loop's thread still waits. (One per hand-off: a wait cut
-        # short by an exception cannot leave it open for the next.)
-        self.gate = gate = _new_lock()
-        gate.acquire()
-
-    def take(self) -> Any:
-        """The call's value, or raise its error."""
-        error = self.error
-        if error is not None:
-            self.error = None
-            raise error
-        return self.value
-
-
-#: How long the loop thread waits in place for a lone plain task's thread (seconds).
-HANDOFF_WAIT = 0.001
-
-_Item = tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]] | _Handoff | None
-
-
-class _Threads:
-    """Up to ``size`` daemon threads running plain tasks; results go back to the loop in
-    batches (one wake-up of the loop per batch of finished calls, not one per call).
-
-    Daemon threads: a task stuck past its time limit cannot keep a stopped worker's
-    process alive at exit.
-    """
-
-    def __init__(self, size: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.size = size
-        self.loop = loop
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        # One token per idle thread (deque append/pop are atomic, and cost a fraction of
-        # a Semaphore's Python-level lock and condition).
-        self._idle: deque[None] = deque()
-        self._threads: list[threading.Thread] = []
-        self._done: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
-        self._wakeup = False
-        self._closed = False
-        self._mutex = threading.Lock()  # settles a hand-off between its two threads
-
-    def _take_thread(self) -> None:
-        """An idle thread for one more call, started if there is none and room for one."""
-        try:
-            self._idle.pop()
-        except IndexError:
-            if len(self._threads) < self.size:
-                thread = threading.Thread(
-                    target=self._run, name=f"gearq-task-{len(self._threads)}", daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        if self._closed:
-            raise RuntimeError("the task threads have been shut down")
-        fut: asyncio.Future[Any] = self.loop.create_future()
-        self._take_thread()
-        self._queue.put((fut, fn, args))
-        return fut
-
-    def call_waiting_now(
-        self, fn: Callable[..., Any], *args: Any, answer: Callable[..., bool] | None = None
-    ) -> tuple[_Handoff | None, asyncio.Future[Any] | None]:
-        """Submit ``fn(*args)`` for a lone job and block the loop's thread up to
-        HANDOFF_WAIT for the answer, which then comes straight back (``handoff.take()``),
-        without the wake-up of the loop through its self-pipe and the extra passes of the
-        loop that a future set from another thread costs (tens of microseconds of a round
-        trip). Returns (handoff, None), or (None, future) if the thread has not answered by
-        then: await the future. Only when nothing else is in hand, so no other job waits
-        on the loop. ``answer``: see :class:`_Handoff`."""
-        if self._closed:
-            raise RuntimeError("the task threads have been shut down")
-        handoff = _Handoff(fn, args, answer)
-        idle = self._idle
-        if idle:  # (the common case without a call: an idle thread is there)
-            idle.pop()
-        else:
-            self._take_thread()
-        gate = handoff.gate
-        # The put last: the woken thread wants the GIL just as this one lets go of it.
-        self._queue.put(handoff)
-        try:
-            if gate.acquire(True, HANDOFF_WAIT):
-                return handoff, None
-            with self._mutex:
-                handoff.waiting = False
-                if gate.acquire(False):
-                    return handoff, None  # it answered just in time
-                # A long task: its thread delivers through the loop.
-                fut = handoff.fut = self.loop.create_future()
-            return None, fut
-        except BaseException:
-            # A signal handler raised: stop waiting before anything else runs here, so
-            # that the pool thread no longer writes to the connection.
-            with self._mutex:
-                handoff.waiting = False
-            raise
-
-    def _run(self) -> None:
-        get = self._queue.get
-        done = self._done
-        mutex = self._mutex
-        idle = self._idle
-        while True:
-            item = get()
-            value: Any = None
-            error: BaseException | None = None
-            if item.__class__ is _Handoff:
-                try:
-                    value = item.fn(*item.args)
-                except BaseException as exc:
-                    error = exc
-                with mutex:
-                    fut = item.fut
-                    if item.waiting:  # the loop's thread takes it
-                        if error is not None:
-                            item.error = error
-                        else:
-                            item.value = value
-                            if item.answer is not None:
-                                try:
-                                    item.answered = item.answer(*item.args, value)
-                                except Exception:  # the loop's thread answers instead
-                                    log.exception("error while answering from the task thread")
-                        # Idle before the gate opens, and nothing but get() after it: the
-                        # loop's thread then wakes to a free GIL, not to this one's tail.
-                        idle.append(None)
-                        item.gate.release()
-                if fut is None:
-                    del item, value, error
-                    continue
-                del item
-            elif item is None:
-                return
-            else:
-                fut, fn, args = item  # type: ignore[misc]
-                try:
-                    value = fn(*args)
-                except BaseException as exc:
-                    error = exc
-                del item, fn, args
-            done.append((fut, value, error))
-            del fut, value, error  # hold no reference while idle
-            if not self._wakeup:
-                self._wakeup = True
-                try:
-                    self.loop.call_soon_threadsafe(self._deliver)
-                except RuntimeError:  # the loop is closed: the worker has gone
-                    return
-            idle.append(None)
-
-    def _deliver(self) -> None:
-        self._wakeup = False
-        done = self._done
-        while done:
-            fut, value, error = done.popleft()
-            if fut.done():
-                continue
-            if error is None:
-                fut.set_result(value)
-            else:
-                fut.set_exception(error)
-
-    def shutdown(self) -> None:
-        self._closed = True
-        for _ in self._threads:
-            self._queue.put(None)
-
-    @property
-    def threads(self) -> int:
-        return len(self._threads)
-
 
 # --- one task ---------------------------------------------------------------------------------
 
@@ -554,16 +352,18 @@ class _Served:
         result = self.handle_now(job, True)
         if result is None or isinstance(result, bytes):
             return result
+        assert not isinstance(result, LoneJob)  # (only for uncounted jobs)
         return await result
 
     def handle_now(
         self, job: Job, counted: bool = False
-    ) -> bytes | Coroutine[Any, Any, bytes | None] | None:
+    ) -> bytes | Coroutine[Any, Any, bytes | None] | LoneJob | None:
         """:meth:`handle` as an inline handler of the low-level worker: the answer if the
         task is done at once (a plain task on the loop, or a lone one whose thread answers
-        within HANDOFF_WAIT), else a coroutine that finishes the job. Plain tasks go this
-        way, so the common job costs no asyncio Task and no extra pass of the loop.
-        ``counted``: the worker counts this job among its running ones."""
+        within HANDOFF_WAIT), else a coroutine that finishes the job, or a :class:`LoneJob`
+        (run after the read by the thread the loop is lent to). Plain tasks go this way, so
+        the common job costs no asyncio Task and no extra pass of the loop. ``counted``:
+        the worker counts this job among its running ones."""
         try:
             if self.detect:
                 call = decode_plain_call(job.payload) or decode_call(job.payload)
@@ -607,6 +407,10 @@ class _Served:
                 return self._finish_later(
                     job, call, attempt, threads.submit(self._call_sync, job, call, None)
                 )
+            if threads.lent and not counted:
+                # This thread has the loop (lent it while the worker had nothing in hand):
+                # it runs the job itself, once the read that brought it is handled.
+                return LoneJob(self, call, attempt)
             handoff, fut = threads.call_waiting_now(
                 self._call_sync, job, call, None, answer=self._answer_from_thread
             )
@@ -620,6 +424,29 @@ class _Served:
         if value.__class__ in _PENDING_TYPES:
             return self._finish_later(job, call, attempt, None, value)
         return self._encode_value(job, call, attempt, value)
+
+    def _finish_lone(
+        self, job: Job, lone: LoneJob, value: Any, error: BaseException | None
+    ) -> None:
+        """After a :class:`LoneJob` ran in the thread that has the loop: answer it there."""
+        call, attempt = lone.call, lone.attempt
+        worker = self.runner.worker
+        result: bytes | Coroutine[Any, Any, bytes | None] | None
+        if error is None:
+            if value.__class__ not in _PENDING_TYPES:
+                data = self._encode_value(job, call, attempt, value)
+                if data is not None:
+                    worker.complete_deferred(job, data)  # the common case, kept short
+                    return
+                result = None
+            else:
+                result = self._finish_later(job, call, attempt, None, value)
+        elif isinstance(error, (Exception, SystemExit)):
+            result = self._retry_after(job, call, attempt, error)
+        else:
+            worker.finish_deferred(job, None, error)
+            return
+        worker.finish_deferred(job, result, None)
 
     def _answer_from_thread(self, job: Job, call: Call, ctx: None, value: Any) -> bool:
         """In the pool thread, while the loop's thread waits for it: answer a plain value
@@ -1043,7 +870,7 @@ class TaskWorker:
                 # not yet due makes gearmand wake the connection in vain (§0.3 of the
                 # gearmand notes), which must not slow down the tasks' own connections.
                 self.worker.register(delayed, handler, group=ETA_GROUP, inline=inline)
-        self._threads: _Threads | None = None
+        self._threads: TaskThreads | None = None
         self._stuck = 0
         self._started = False
         self._driver = BlockingDriver(self)  # the blocking side: work / request_stop
@@ -1097,10 +924,16 @@ class TaskWorker:
             and self.executor is None
             and any(not s.on_loop for s in self._served.values())
         ):
-            self._threads = _Threads(self.worker.concurrency, loop)
+            self._threads = TaskThreads(self.worker.concurrency, loop)
+        waiter = waiter_for(loop)
+        lending = self._threads is not None and waiter.usable and waiter.lender is None
+        if lending:
+            self._threads.lend_with(waiter, self.worker)  # type: ignore[union-attr]
         try:
             await self.worker.run()
         finally:
+            if lending:
+                waiter.lender = None
             if self._threads is not None:
                 self._threads.shutdown()
 

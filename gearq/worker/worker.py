@@ -51,6 +51,7 @@ from .threads import HandlerThreads
 __all__ = [
     "AsyncHandler",
     "AsyncWorker",
+    "Deferred",
     "Handler",
     "HandlerResult",
     "SyncHandler",
@@ -64,6 +65,21 @@ HandlerResult = bytes | bytearray | memoryview | None
 SyncHandler = Callable[[Job], HandlerResult]
 AsyncHandler = Callable[[Job], Awaitable[HandlerResult]]
 Handler = SyncHandler | AsyncHandler
+
+
+class Deferred:
+    """What an inline handler may return instead of an answer: run the job after the read
+    that brought it (:attr:`AsyncWorker.deferred`), outside the connection's handling.
+    Whoever owns the loop then runs it and calls :meth:`AsyncWorker.finish_deferred`.
+
+    For a thread the loop is lent to while it would only wait (see
+    :attr:`gearq.net.inplace.InPlaceWaiter.lender`): a job it runs there can be handed to
+    the loop's thread mid-way (which takes the loop back) without that thread finding the
+    connection's state half-updated.
+    """
+
+    __slots__ = ()
+
 
 # How a handler runs.
 THREAD = 0  # a plain function, in the thread pool
@@ -233,6 +249,9 @@ class AsyncWorker:
         self._stopped: asyncio.Future[None] | None = None
         self._force = False
         self._in_place: InPlaceWaiter | None = None  # set by run() where it can work
+        #: Jobs whose inline handler returned a :class:`Deferred`, in hand (counted among
+        #: the running ones) and not started yet.
+        self.deferred: deque[tuple[Job, Deferred]] = deque()
 
     # -- registration ----------------------------------------------------------------------
 
@@ -564,6 +583,10 @@ class AsyncWorker:
                 link.held[handle] = job
                 self._running += 1
                 self._start_task(job, result)
+            elif isinstance(result, Deferred):
+                link.held[handle] = job
+                self._running += 1
+                self.deferred.append((job, result))
             else:
                 self._running += 1
                 self._handler_done(job, result, None)
@@ -601,6 +624,39 @@ class AsyncWorker:
                 self._executor.submit(self._run_in_thread, job, fn.handler)
             except RuntimeError as exc:  # the executor was shut down
                 self._handler_done(job, None, exc)
+
+    def finish_deferred(
+        self,
+        job: Job,
+        result: HandlerResult | Coroutine[Any, Any, Any],
+        error: BaseException | None,
+    ) -> None:
+        """End a :class:`Deferred` job as its handler would have: ``result`` is its answer
+        (or a coroutine that finishes it), ``error`` what it raised. On the thread that owns
+        the loop; the answer is written at once."""
+        if result.__class__ is CoroutineType:
+            self._start_task(job, result)
+            return
+        link = job._link
+        corked = link.corked
+        link.corked = True
+        try:
+            self._handler_done(job, result, error)
+        finally:
+            link.corked = corked
+            if not corked and link._out:
+                link.flush()
+
+    def complete_deferred(self, job: Job, result: bytes) -> None:
+        """:meth:`finish_deferred` of a WORK_COMPLETE, in fewer steps (a lone job's)."""
+        job._done = True
+        self._running -= 1
+        job._link.complete_now(job, result)
+        self._free += 1
+        if self._hungry:
+            self._dispatch()
+        if self.stopping:
+            self._check_idle()
 
     def _start_task(self, job: Job, awaitable: Awaitable[Any]) -> None:
         task = _new_task(self.loop, self._run_async(job, awaitable))

@@ -12,7 +12,8 @@ from typing import Any
 
 from gearq.client import AsyncClient
 from gearq.tasks import encode_call
-from gearq.tasks.runner import HANDOFF_WAIT, _Threads
+from gearq.tasks.threads import HANDOFF_WAIT
+from gearq.tasks.threads import TaskThreads as _Threads
 from gearq.testing import GearmandProcess
 
 from .test_runner_support import caller, eventually, make_app, make_worker, run, serving

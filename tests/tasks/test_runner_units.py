@@ -124,7 +124,7 @@ def _threads_call(
     first that came back in place counts (one that never does still fails the test)."""
     import asyncio
 
-    from gearq.tasks.runner import _Threads
+    from gearq.tasks.threads import TaskThreads as _Threads
 
     async def main() -> tuple[Any, list[str]]:
         threads = _Threads(2, asyncio.get_running_loop())
@@ -225,7 +225,7 @@ def test_a_call_waited_for_after_an_abandoned_one_is_its_own() -> None:
     too, not handed back early with a stale value."""
     import asyncio
 
-    from gearq.tasks.runner import _Threads
+    from gearq.tasks.threads import TaskThreads as _Threads
 
     def nap(value: str, seconds: float) -> str:
         time.sleep(seconds)
@@ -271,7 +271,7 @@ def test_the_answer_from_a_thread_gets_the_call_arguments_and_the_value() -> Non
 def test_a_shut_down_pool_takes_no_hand_off() -> None:
     import asyncio
 
-    from gearq.tasks.runner import _Threads
+    from gearq.tasks.threads import TaskThreads as _Threads
 
     async def main() -> None:
         threads = _Threads(1, asyncio.get_running_loop())
@@ -395,7 +395,7 @@ def test_a_wait_cut_short_by_a_signal_handler_leaves_the_job_to_the_loop() -> No
     import signal
     import threading
 
-    from gearq.tasks.runner import _Threads
+    from gearq.tasks.threads import TaskThreads as _Threads
 
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals are handled in the main thread only")

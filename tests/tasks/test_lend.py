@@ -1,0 +1,183 @@
+"""The threads pool lends the worker's loop to a pool thread while the worker has nothing in
+hand (gearq.tasks.threads): that thread reads a lone job and runs it itself. The loop's
+thread takes the loop back from a task that holds it too long, so other jobs still run
+meanwhile, and the task's outcome still reaches its caller."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any
+
+import pytest
+
+from gearq.tasks import App
+from gearq.testing import GearmandProcess, running_worker
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _app(gearmand: GearmandProcess) -> App:
+    return App("lend-tests", servers=gearmand.address, env=False)
+
+
+def test_an_idle_workers_lone_jobs_run_in_the_thread_the_loop_is_lent_to(
+    gearmand: GearmandProcess,
+) -> None:
+    app = _app(gearmand)
+    holder: dict[str, Any] = {}
+
+    @app.task
+    def where() -> tuple[str, bool]:
+        threads = holder["worker"]._threads
+        return threading.current_thread().name, threads.lent
+
+    with running_worker(app, concurrency=4) as worker:
+        holder["worker"] = worker
+        seen = [where.delay().get(timeout=10) for _ in range(6)]
+    # (The first call may reach the worker before its loop is idle.)
+    for name, lent in seen[1:]:
+        assert name.startswith("gearq-task-")
+        assert lent, seen
+
+
+@pytest.mark.parametrize("idle_first", [False, True], ids=["busy", "after-idle"])
+@pytest.mark.parametrize("outcome", ["value", "error"])
+def test_a_long_lone_task_gives_the_loop_back_and_other_jobs_run_meanwhile(
+    gearmand: GearmandProcess, idle_first: bool, outcome: str
+) -> None:
+    # after-idle: the loop's thread has stopped checking on the lent thread (it waits
+    # for a task to start first), which must not keep the loop from it.
+    app = _app(gearmand)
+    started = threading.Event()
+    release = threading.Event()
+
+    @app.task
+    def hold(value: int) -> int:
+        started.set()
+        if not release.wait(10):
+            raise TimeoutError("never released")
+        if outcome == "error":
+            raise ValueError(f"failed with {value}")
+        return value
+
+    @app.task
+    def echo(value: int) -> int:
+        return value
+
+    with running_worker(app, concurrency=4) as worker:
+        assert echo.delay(0).get(timeout=10) == 0
+        if idle_first:
+            threading.Event().wait(0.4)
+        held = hold.delay(7)
+        assert started.wait(10)
+        # The held task still runs; the others do not wait for it.
+        assert [echo.delay(i).get(timeout=5) for i in range(1, 4)] == [1, 2, 3]
+        assert not held.ready()
+        release.set()
+        if outcome == "value":
+            assert held.get(timeout=10) == 7
+        else:
+            with pytest.raises(ValueError, match="failed with 7"):
+                held.get(timeout=10)
+        # And the worker lends its loop again once idle.
+        assert echo.delay(9).get(timeout=10) == 9
+        assert worker.running == 0
+
+
+def test_a_lent_task_can_run_an_event_loop_of_its_own(gearmand: GearmandProcess) -> None:
+    app = _app(gearmand)
+
+    async def double(value: int) -> int:
+        await asyncio.sleep(0)
+        return value * 2
+
+    @app.task
+    def nested(value: int) -> int:
+        return asyncio.run(double(value))
+
+    with running_worker(app, concurrency=2):
+        assert [nested.delay(i).get(timeout=10) for i in range(4)] == [0, 2, 4, 6]
+
+
+_INTERRUPTED = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time
+    sys.path.insert(0, {root!r})
+    from gearq.tasks import App
+    from gearq.tasks.runner import TaskWorker
+    from gearq.tasks.threads import TaskThreads
+
+    app = App("lend-sigint", servers={address!r}, env=False)
+    lend = TaskThreads.lend
+
+    def spy(self, waiter):
+        try:
+            return lend(self, waiter)
+        except KeyboardInterrupt:
+            print("lent-at-interrupt", self.lent, flush=True)
+            raise
+
+    TaskThreads.lend = spy
+
+    @app.task
+    def echo(value):
+        return value
+
+    worker = TaskWorker(app, concurrency=2, poll_interval=5.0)
+
+    def interrupt():
+        deadline = time.monotonic() + 20
+        while not (worker._threads is not None and worker._threads.lent):
+            if time.monotonic() > deadline:
+                os._exit(3)
+            time.sleep(0.01)
+        time.sleep(0.3)  # long enough for the loop's thread to stop checking
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt  # at once, where the main thread is (asyncio's own
+        # handler would only cancel the main task, through the loop)
+
+    signal.signal(signal.SIGINT, raise_interrupt)
+    threading.Thread(target=interrupt, daemon=True).start()
+    try:
+        worker.work()
+    except KeyboardInterrupt:
+        print("interrupted", worker._threads is not None and worker._threads.lent, flush=True)
+    """
+)
+
+
+def test_an_interrupt_while_the_loop_is_lent_takes_it_back(gearmand: GearmandProcess) -> None:
+    """A signal handler that raises in the loop's thread while it waits for the lent thread:
+    the loop is back (the lent thread no longer serves) before the exception goes up."""
+    script = _INTERRUPTED.format(root=ROOT, address=gearmand.address)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["lent-at-interrupt", "False", "interrupted", "False"], (
+        proc.stdout,
+        proc.stderr,
+    )
+
+
+def test_lending_stops_with_the_worker(gearmand: GearmandProcess) -> None:
+    app = _app(gearmand)
+
+    @app.task
+    def echo(value: int) -> int:
+        return value
+
+    with running_worker(app, concurrency=2) as worker:
+        assert echo.delay(1).get(timeout=10) == 1
+        threads = worker._threads
+        assert threads is not None
+    assert not threads.lent
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
