@@ -112,9 +112,8 @@ class _Lease:
 
     taken = False  # a pool thread has it
     cancelled = False  # no thread took it in time: the loop's thread waits itself
-    running = False  # the thread runs a task (not the loop's handling)
     seq = 0  # tasks started
-    current: tuple[Job, LoneJob] | None = None  # the task running
+    current: tuple[Job, LoneJob] | None = None  # the task the thread runs (not the loop's handling)
     evicted = False  # the loop's thread took the loop back while a task ran
     fut: asyncio.Future[Any] | None = None  # where that task's result goes then
     given = False  # the thread gave the loop back
@@ -207,7 +206,7 @@ class TaskThreads:
                     if not lease.taken:
                         lease.cancelled = True  # no thread free for it: wait here
                         return None
-                    if lease.running:
+                    if lease.current is not None:
                         if lease.seq != seen:
                             seen, quiet = lease.seq, 0
                             continue
@@ -260,7 +259,7 @@ class TaskThreads:
                             return
                     continue
                 with mutex:
-                    if not lease.running:
+                    if lease.current is None:
                         continue
                     current = self._evict(lease)
                 self._finish_evicted(*current)
@@ -306,29 +305,26 @@ class TaskThreads:
         """After a read, in the thread the loop is lent to: run the lone job it brought,
         then answer it. True if the loop's thread took the loop back meanwhile (the
         result is then in ``evicted``, for the loop: nothing here touches it any more)."""
-        deferred = self._worker.deferred  # type: ignore[union-attr]
+        # (Only LoneJobs come while the loop is lent.)
+        deferred: deque[tuple[Job, LoneJob]] = self._worker.deferred  # type: ignore[union-attr,assignment]
         mutex = self._mutex
         while deferred:
             job, lone = deferred.popleft()
-            assert isinstance(lone, LoneJob)
             with mutex:
-                lease.running = True
-                lease.seq += 1
                 lease.current = (job, lone)
+                lease.seq += 1
                 if lease.deep:
                     lease.deep = False
                     lease.open()
-            value: Any = None
-            error: BaseException | None = None
             # The task sees a pool thread, with no running loop (it may run one of its own).
             _set_running_loop(None)
             try:
                 value = lone.served._call_sync(job, lone.call, None)
+                error = None
             except BaseException as exc:
-                error = exc
+                value, error = None, exc
             _set_running_loop(self.loop)
             with mutex:
-                lease.running = False
                 lease.current = None
                 fut = lease.fut
             if fut is not None:
