@@ -12,12 +12,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from typing import Any
 
 import pytest
 
 from gearq.tasks import App
-from gearq.testing import GearmandProcess, running_worker
+from gearq.testing import GearmandProcess, WorkerThread, running_worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -181,3 +182,66 @@ def test_lending_stops_with_the_worker(gearmand: GearmandProcess) -> None:
         assert threads is not None
     assert not threads.lent
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_lent_loop_comes_back_when_the_server_goes_and_serves_it_again(
+    gearmand: GearmandProcess,
+) -> None:
+    """The server dies while the worker is idle (its loop lent): the lent thread gives the
+    loop back on the connection's end, the worker reconnects as usual, and lone jobs are
+    read by a lent thread again."""
+    app = _app(gearmand)
+    holder: dict[str, Any] = {}
+
+    @app.task
+    def where(value: int) -> tuple[int, bool]:
+        return value, holder["worker"]._threads.lent
+
+    with running_worker(app, concurrency=2) as worker:
+        holder["worker"] = worker
+        assert [where.delay(i).get(timeout=10)[0] for i in range(3)] == [0, 1, 2]
+        up = worker.worker.connected
+        gearmand.kill()
+        deadline = time.monotonic() + 20
+        while worker.worker.connected:
+            assert time.monotonic() < deadline, "the worker did not see the server go"
+            time.sleep(0.01)
+        gearmand.restart()
+        while worker.worker.connected < up:
+            assert time.monotonic() < deadline, "the worker did not reconnect"
+            time.sleep(0.01)
+        app.close(wait=0)  # the app's connection to the old server is gone too
+        seen = [where.delay(i).get(timeout=10) for i in range(3, 7)]
+    assert [value for value, _lent in seen] == [3, 4, 5, 6]
+    assert all(lent for _value, lent in seen[1:]), seen
+
+
+def test_a_graceful_stop_while_a_lent_task_runs_lets_it_answer(
+    gearmand: GearmandProcess,
+) -> None:
+    app = _app(gearmand)
+    started = threading.Event()
+    release = threading.Event()
+
+    @app.task
+    def hold(value: int) -> int:
+        started.set()
+        release.wait(10)
+        return value
+
+    thread = WorkerThread(app, concurrency=2).start()
+    try:
+        held = hold.delay(5)
+        assert started.wait(10)
+        stopping = threading.Thread(target=thread.stop, kwargs={"timeout": 10})
+        stopping.start()
+        time.sleep(0.05)
+        assert stopping.is_alive()  # waiting for the task
+        release.set()
+        assert held.get(timeout=10) == 5
+        stopping.join(15)
+        assert not stopping.is_alive()
+    finally:
+        release.set()
+        app.close(wait=0)
+        thread.stop()
