@@ -330,7 +330,11 @@ class TaskThreads:
             if fut is not None:
                 evicted.append((fut, value, error))
                 return True
-            lone.served._finish_lone(job, lone, value, error)
+            try:
+                lone.served._finish_lone(job, lone, value, error)
+            except Exception as exc:  # a bug: still end the job, and serve on
+                log.exception("error while answering %r", job)
+                self._worker.finish_deferred(job, None, exc)  # type: ignore[union-attr]
         return False
 
     def _take_thread(self) -> None:

@@ -245,3 +245,35 @@ def test_a_graceful_stop_while_a_lent_task_runs_lets_it_answer(
         release.set()
         app.close(wait=0)
         thread.stop()
+
+
+def test_a_fault_answering_a_lent_job_still_ends_it(
+    gearmand: GearmandProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the answer of a job run by the lent thread: the job is still answered (as
+    a handler that raised), not left in hand, and the worker lends its loop again."""
+    from gearq.tasks import runner
+
+    app = _app(gearmand)
+    holder: dict[str, Any] = {}
+    finish = runner._Served._finish_lone
+
+    def faulty(self: Any, job: Any, lone: Any, value: Any, error: Any) -> None:
+        if value == (2, True):
+            raise RuntimeError("a bug in answering")
+        finish(self, job, lone, value, error)
+
+    monkeypatch.setattr(runner._Served, "_finish_lone", faulty)
+
+    @app.task
+    def where(value: int) -> tuple[int, bool]:
+        return value, holder["worker"]._threads.lent
+
+    with running_worker(app, concurrency=2) as worker:
+        holder["worker"] = worker
+        assert where.delay(1).get(timeout=10)[0] == 1
+        failed = where.delay(2)
+        with pytest.raises(Exception, match="a bug in answering"):
+            failed.get(timeout=10)
+        assert [where.delay(i).get(timeout=10) for i in (3, 4)] == [(3, True), (4, True)]
+        assert worker.running == 0
