@@ -33,7 +33,7 @@ from ..protocol.packets import PacketType
 from .errors import ClientClosed, JobConnectionLost, NoServerAvailable, detail
 from .feed import DONE, DRAIN, ROOM, Span, SpanWriter
 from .job import BackgroundBatch, Job, JobState, JobStatus, Priority, UniqueStatus
-from .lane import LaneCall
+from .lane import LaneCall, LaneSender
 from .link import FLUSH_AT, Request, ServerLink
 from .many import BatchEntry, ForegroundBatch, ForegroundSpan, check_payloads, check_uniques
 from .pool import ServerPool, Strategy, make_strategy
@@ -237,6 +237,19 @@ class AsyncClient:
         )
         return None if queued is None else queued[0]
 
+    def lane_sender(
+        self, function: str | bytes, priority: Priority = Priority.NORMAL
+    ) -> LaneSender | None:
+        """A :class:`~gearq.client.lane.LaneSender` of foreground submits of ``function``
+        at ``priority``, or None if the name is not a valid function name. (From any
+        thread: it reads the client's options, and changes nothing.)"""
+        try:
+            name = check_function(to_bytes(function, "function name"))
+        except ArgumentError:
+            return None
+        head = FG_HEAD if priority is NORMAL else SUBMIT_HEADS.get((False, priority))
+        return None if head is None else LaneSender(self, name, head, priority)
+
     def send_lane(
         self,
         function: str | bytes,
@@ -249,46 +262,17 @@ class AsyncClient:
         """Send a foreground submit as a :class:`~gearq.client.lane.LaneCall` (with these
         ``on_done``, ``on_job`` and ``owner``), from the thread that owns the loop, if the
         chosen server's connection is idle (nothing sent and unanswered, no job in flight,
-        nothing left to write) and can be read in place, the function was submitted
-        before, and no job timeout applies; else None and nothing was done. The lane needs
-        its ``on_done`` before anything reads the connection, and whoever takes the loop
-        next must materialize it first (see the lane's module)."""
-        fast = self._fast.get(function)
-        if fast is None:
-            try:
-                self._function(function)  # checks the name, and remembers it (or not: full)
-            except ArgumentError:
-                return None
-            fast = self._fast.get(function)
-        if (
-            fast is None
-            or payload.__class__ is not bytes
-            or self._closed
-            or self.job_timeout is not None
-            or (self.max_payload_size is not None and len(payload) > self.max_payload_size)
-        ):
-            return None
-        head = FG_HEAD if priority is NORMAL else SUBMIT_HEADS.get((False, priority))
-        if head is None:
-            return None
-        order: Sequence[int] | None = self.pool.fixed_order
-        if order is None:
-            # Asked only when its answer is used (a round-robin moves on when asked): so
-            # every link that could be the answer must be able to take the lane.
-            if not all(link.idle_for_lane() for link in self._links):
-                return None
-            order = self.pool.candidates(b"")
-        if not order:
-            return None
-        link = self._links[order[0]]
-        fn, fn_nul, fixed = fast
-        packet = b"".join((head, (fixed + len(payload)).to_bytes(4, "big"), fn_nul, NUL, payload))
-        conn = link.send_lane(packet)
-        if conn is None:
-            return None
-        return LaneCall(
-            link, conn, fn, payload, priority, self.resubmit_on_failure, on_done, on_job, owner
-        )
+        nothing left to write) and can be read in place, and no job timeout applies; else
+        None and nothing was done. The lane needs its ``on_done`` before anything reads
+        the connection, and whoever takes the loop next must materialize it first (see
+        the lane's module). A caller that sends the same function again and again keeps
+        a :meth:`lane_sender` instead."""
+        sender = self.lane_sender(function, priority)
+        lane = None if sender is None else sender.send(payload, owner)
+        if lane is not None:
+            lane.on_done = on_done
+            lane.on_job = on_job
+        return lane
 
     def _queue_now(
         self,

@@ -8,8 +8,10 @@ microseconds, making and feeding a :class:`~gearq.client.job.Job` through the co
 generic handling (the link's tables, the job's state changes, done callbacks, a pass of
 the event loop's machinery) is a large part of it. A :class:`LaneCall` is the submit
 without that: the waiting thread reads the connection itself
-(:meth:`gearq.client.sync.DrivenLoop.wait_lane`), and the two packets, when they come
-as expected, go straight to ``on_done``.
+(:meth:`gearq.client.sync.DrivenLoop.wait_lane`, through :meth:`LaneCall.wait`), and the
+two packets, when they come as expected, go straight to ``on_done``. A
+:class:`LaneSender` sends such submits of one function, its checks and the packet's fixed
+parts done once.
 
 Anything else turns the lane into an ordinary job (:meth:`LaneCall.materialize`): a
 packet of another kind (WORK_DATA, WORK_STATUS, WORK_FAIL, an ERROR...) or for another
@@ -24,8 +26,12 @@ the Job takes the place the submit had.
 
 from __future__ import annotations
 
+import os
+import select
 import struct
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..protocol.packets import PacketType
@@ -33,14 +39,17 @@ from .job import Job, Priority
 
 if TYPE_CHECKING:
     from ..net.connection import Connection
+    from .client import AsyncClient
     from .link import ServerLink
 
-__all__ = ["DONE", "MORE", "OTHER", "LaneCall"]
+__all__ = ["AWAY", "DONE", "LATE", "MORE", "OTHER", "LaneCall", "LaneSender"]
 
-#: What :meth:`LaneCall.feed` found (see there).
+#: What :meth:`LaneCall.feed` and :meth:`LaneCall.wait` found (see there).
 DONE = 1
 MORE = 0
 OTHER = -1
+LATE = 2
+AWAY = 3
 
 _HEAD = struct.Struct(">4sII")
 _RES = b"\0RES"
@@ -48,6 +57,8 @@ _JOB_CREATED = int(PacketType.JOB_CREATED)
 _WORK_COMPLETE = int(PacketType.WORK_COMPLETE)
 #: Larger packets than this are gathered by the connection (in parts, not by copying).
 _KEEP = 1 << 16
+_monotonic = time.monotonic
+_POLLIN = select.POLLIN
 
 
 class LaneCall:
@@ -71,22 +82,14 @@ class LaneCall:
         self,
         link: ServerLink,
         conn: Connection,
-        function: bytes,
+        sender: LaneSender,
         payload: bytes,
-        priority: Priority,
-        resubmit: bool,
-        on_done: Callable[[bytes], None] | None = None,
-        on_job: Callable[[Job], None] | None = None,
         owner: Any = None,
     ) -> None:
         self.link = link
         self.conn = conn
-        self.function = function
+        self.sender = sender  # the function and priority, for the Job it may become
         self.payload = payload
-        self.priority = priority
-        self.resubmit = resubmit
-        self.on_done = on_done
-        self.on_job = on_job
         self.owner = owner
 
     @property
@@ -101,22 +104,10 @@ class LaneCall:
         :attr:`rest`: :meth:`materialize` now (it hands them on). The caller hands bytes
         on with the loop set as its thread's running loop: the connection's handlers may
         need it (``on_done`` does not)."""
-        end = len(data)
         if self.rest:
             data = self.rest + data
             self.rest = b""
-            end = len(data)
-        elif end >= 12:
-            # The usual read: one whole packet, the JOB_CREATED or then the WORK_COMPLETE.
-            magic, ptype, size = _HEAD.unpack_from(data)
-            if magic == _RES and end == 12 + size:
-                if ptype == _JOB_CREATED and self.handle is None:
-                    self.handle = data[12:]
-                    return MORE
-                if ptype == _WORK_COMPLETE and self.handle is not None:
-                    handle, _, result = data[12:].partition(b"\0")
-                    if handle == self.handle:
-                        return self._finish(result, end, data)
+        end = len(data)
         pos = 0
         while end - pos >= 12:
             magic, ptype, size = _HEAD.unpack_from(data, pos)
@@ -130,7 +121,7 @@ class LaneCall:
             if ptype == _WORK_COMPLETE and self.handle is not None:
                 handle, _, result = data[pos + 12 : stop].partition(b"\0")
                 if handle == self.handle:
-                    return self._finish(result, stop, data)
+                    return self._finish(result, data[stop:])
             break
         if pos == end:
             return MORE
@@ -143,14 +134,65 @@ class LaneCall:
         # Another packet, or one too large to gather here: the usual way from now on.
         return OTHER
 
-    def _finish(self, result: bytes, stop: int, data: bytes) -> int:
+    def wait(self, poll: Any, until: float | None) -> int:
+        """Poll, read and match (in the thread that holds the loop but does not run it)
+        until this call finished (DONE, as from :meth:`feed`), something else came
+        (OTHER, as from :meth:`feed`), ``until`` (``time.monotonic()``; None: no limit)
+        passed (LATE), or the loop has to run (AWAY: ``poll``, a ``select.poll`` of this
+        call's connection and the loop's wake-up pipe, woke for something else, or the
+        read met the end of the stream or an error, which the loop's own read meets too).
+        One frame for all of it: the reads of a lone round trip are a large part of it."""
+        conn = self.conn
+        fd = conn._fd
+        inbox = conn._inbox
+        buffers = (inbox,)
+        readable = [(fd, _POLLIN)]  # what poll() says when only our bytes came
+        while True:
+            if until is None:
+                ready = poll.poll(-1)
+            else:
+                left = until - _monotonic()
+                if left <= 0:
+                    return LATE
+                # poll() takes whole milliseconds: round up, not to wake early.
+                ready = poll.poll(int(left * 1000) + 1)
+            if ready != readable and (len(ready) != 1 or ready[0][0] != fd):
+                if ready:
+                    return AWAY  # woken from another thread, or another connection
+                continue
+            try:
+                size = os.readv(fd, buffers)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return AWAY
+            if not size:
+                return AWAY
+            conn._last_rx = conn._now()
+            # The usual read: one whole packet, the JOB_CREATED or then the WORK_COMPLETE
+            # (its body copied out of the buffer, not the whole read first).
+            if size >= 12 and not self.rest:
+                magic, ptype, length = _HEAD.unpack_from(inbox)
+                if size == 12 + length and magic == _RES:
+                    if ptype == _JOB_CREATED and self.handle is None:
+                        self.handle = inbox[12:size].tobytes()
+                        continue
+                    if ptype == _WORK_COMPLETE and self.handle is not None:
+                        handle, _, result = inbox[12:size].tobytes().partition(b"\0")
+                        if handle == self.handle:
+                            return self._finish(result, b"")
+            got = self.feed(inbox[:size].tobytes())
+            if got != MORE:
+                return got
+
+    def _finish(self, result: bytes, rest: bytes) -> int:
         done = self.on_done
         # Both dropped: they are bound to whoever holds this lane, and a cycle would leave
         # the pair to the garbage collector instead of freeing it at once.
         self.on_done = self.on_job = None
         self.result = result
-        if stop < len(data):  # not ours (nothing else was in flight): the usual way
-            self.rest = data[stop:]
+        if rest:  # not ours (nothing else was in flight): the usual way
+            self.rest = rest
         if done is not None:  # (None only if whoever sent it failed to take it)
             done(result)
         return DONE
@@ -196,7 +238,60 @@ class LaneCall:
         return job
 
     def _job(self) -> Job:
+        sender = self.sender
+        client = sender.client
         return Job(
-            self.link.client, self.function, self.payload, b"", False, self.priority, None, None,
-            self.resubmit,
+            client, sender.function, self.payload, b"", False, sender.priority, None, None,
+            client.resubmit_on_failure,
         )  # fmt: skip
+
+
+class LaneSender:
+    """:meth:`AsyncClient.send_lane <gearq.client.client.AsyncClient.send_lane>` for one
+    function and priority, with the function checked and the packet's fixed parts made
+    once (:meth:`AsyncClient.lane_sender <gearq.client.client.AsyncClient.lane_sender>`),
+    for a caller that sends the same call again and again (a task's lone calls)."""
+
+    __slots__ = ("client", "fixed", "function", "head", "limit", "middle", "priority")
+
+    def __init__(
+        self, client: AsyncClient, function: bytes, head: bytes, priority: Priority
+    ) -> None:
+        self.client = client
+        self.function = function
+        self.priority = priority
+        self.head = head  # magic and type
+        self.middle = function + b"\0\0"  # the function, then an empty unique
+        self.fixed = len(function) + 2
+        # The client's options as they are now (they are set when it is made): a job
+        # timeout needs a Job's timer, so no payload is small enough.
+        limit = client.max_payload_size
+        if client.job_timeout is not None:
+            limit = -1
+        self.limit = sys.maxsize if limit is None else limit
+
+    def send(self, payload: bytes, owner: Any = None) -> LaneCall | None:
+        """Write the submit of ``payload`` and return its lane (with this ``owner``; its
+        ``on_done`` and ``on_job`` are still to be set), from the thread that owns the
+        loop, if the client can (see ``send_lane``); else None, and nothing was done."""
+        client = self.client
+        if payload.__class__ is not bytes or client._closed or len(payload) > self.limit:
+            return None
+        order: Sequence[int] | None = client.pool.fixed_order
+        if order is None:
+            # Asked only when its answer is used (a round-robin moves on when asked): so
+            # every link that could be the answer must be able to take the lane.
+            if not all(link.idle_for_lane() for link in client._links):
+                return None
+            order = client.pool.candidates(b"")
+            if not order:
+                return None
+        link = client._links[order[0]]
+        # ServerLink.idle_for_lane but the connection's part, which send_idle checks.
+        if link.pending or link.jobs or link.wbuf or link._writers:
+            return None
+        conn = link.conn
+        size = (self.fixed + len(payload)).to_bytes(4, "big")
+        if conn is None or not conn.send_idle(b"".join((self.head, size, self.middle, payload))):
+            return None
+        return LaneCall(link, conn, self, payload, owner)

@@ -225,14 +225,6 @@ class ServerLink:
             if entry in self._writers:
                 self._writers.remove(entry)
 
-    def send_lane(self, packet: bytes) -> Connection | None:
-        """Write a lane's submit if :meth:`idle_for_lane`: the connection it went on, or
-        None (nothing was sent)."""
-        if self.pending or self.jobs or self.wbuf or self._writers:
-            return None
-        conn = self.conn
-        return conn if conn is not None and conn.send_idle(packet) else None
-
     def idle_for_lane(self) -> bool:
         """Open and idle: nothing sent and unanswered, no job in flight, nothing queued or
         left to write, no batch waiting for room; and its connection can be read in

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import os
 import queue
 import signal
@@ -42,8 +43,8 @@ from .job import (
     Priority,
     UniqueStatus,
 )
+from .lane import AWAY, OTHER, LaneCall, LaneSender
 from .lane import DONE as LANE_DONE
-from .lane import MORE, OTHER, LaneCall
 from .many import ForegroundBatch
 
 __all__ = ["Client", "DrivenLoop", "SyncJob", "driver_of"]
@@ -73,9 +74,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-def current_pid() -> int:
-    """``os.getpid()``, without the system call."""
-    return _PID[0]
+#: ``os.getpid()``, without the system call (and, a C call, without a Python frame:
+#: every blocking task call asks).
+current_pid: Callable[[], int] = functools.partial(_PID.__getitem__, 0)
 
 
 def driver_of(loop: asyncio.AbstractEventLoop | None) -> DrivenLoop | None:
@@ -93,15 +94,19 @@ class _Interrupt:
     """Ctrl-C while a caller runs the loop: stop the loop cleanly, then raise.
 
     Raised in the middle of a loop callback, KeyboardInterrupt could leave a connection
-    half-read; so while the main thread runs the loop, SIGINT only stops it.
+    half-read; so while the main thread runs the loop, SIGINT only stops it. One per
+    loop, armed for each wait (only the thread holding the loop's baton arms it, and a
+    wait cannot start inside another of the same loop): a new one per wait cost a lone
+    round trip an object and a bound method.
     """
 
-    __slots__ = ("hit", "loop", "previous")
+    __slots__ = ("handle", "hit", "loop", "previous")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.hit = False
-        self.previous = _sig.signal(_SIGINT, self._handle)
+        self.previous: Any = None
+        self.handle = self._handle
 
     def _handle(self, signum: int, frame: object) -> None:
         self.hit = True
@@ -109,11 +114,20 @@ class _Interrupt:
 
     def restore(self) -> None:
         _sig.signal(_SIGINT, self.previous)
+        self.previous = None
 
 
-def _catch_sigint(loop: asyncio.AbstractEventLoop) -> _Interrupt | None:
-    if threading.get_ident() == _MAIN[0] and _sig.getsignal(_SIGINT) is signal.default_int_handler:
-        return _Interrupt(loop)
+_get_ident = threading.get_ident
+_getsignal = _sig.getsignal
+_DEFAULT_INT = signal.default_int_handler
+
+
+def _catch_sigint(interrupt: _Interrupt) -> _Interrupt | None:
+    """Arm ``interrupt`` in the main thread while SIGINT has Python's default handler."""
+    if _get_ident() == _MAIN[0] and _getsignal(_SIGINT) is _DEFAULT_INT:
+        interrupt.hit = False
+        interrupt.previous = _sig.signal(_SIGINT, interrupt.handle)
+        return interrupt
     return None
 
 
@@ -146,6 +160,7 @@ class DrivenLoop:
         self._deadline: float | None = None  # when it stops waiting (loop time)
         self._alarm: asyncio.TimerHandle | None = None  # a wake-up at or before that
         self._closing = False
+        self._interrupt = _Interrupt(self.loop)
         #: A lone call read by its waiter (gearq.client.lane): made into a job by whoever
         #: takes the loop next, before anything else.
         self.lane: LaneCall | None = None
@@ -254,7 +269,7 @@ class DrivenLoop:
         if loop.is_closed():
             return done()
         self._settle_lane()
-        interrupted = _catch_sigint(loop)
+        interrupted = _catch_sigint(self._interrupt)
         self._caller = done
         in_place = self._in_place
         try:
@@ -369,28 +384,24 @@ class DrivenLoop:
             self._release()
 
     def send_lane(
-        self,
-        client: AsyncClient,
-        function: bytes,
-        payload: bytes,
-        priority: Priority,
-        bind: Callable[..., _T],
-        *args: Any,
+        self, sender: LaneSender, payload: bytes, bind: Callable[..., _T], *args: Any
     ) -> _T | None:
-        """Send a foreground submit as this driver's lane (see gearq.client.lane) from a
-        thread outside the loop, if nobody runs the loop and ``client`` can
-        (:meth:`AsyncClient.send_lane`); then ``bind(lane, *args)``, before anyone else
-        can take the loop, gives the lane its ``on_done`` and ``on_job`` (after the
-        packet has left: what it makes is not on the round trip's path). Returns what
-        ``bind`` returned, or None (nothing was sent)."""
-        if asyncio._get_running_loop() is not None or not self._baton.acquire(blocking=False):
+        """Send a foreground submit of ``payload`` as this driver's lane (see
+        gearq.client.lane) with ``sender`` (:meth:`AsyncClient.lane_sender`) from a thread
+        outside the loop, if nobody runs the loop and the client can; then
+        ``bind(lane, *args)``, before anyone else can take the loop, gives the lane its
+        ``on_done`` and ``on_job`` (after the packet has left: what it makes is not on
+        the round trip's path). Returns what ``bind`` returned, or None (nothing was
+        sent)."""
+        # (acquire(False): a keyword argument costs a lone round trip more than its clarity)
+        if asyncio._get_running_loop() is not None or not self._baton.acquire(False):
             return None
         try:
             if self.loop.is_closed():
                 return None
             if self.lane is not None:
                 self._settle_lane()
-            lane = client.send_lane(function, payload, priority, owner=self)
+            lane = sender.send(payload, self)
             if lane is None:
                 return None
             # Registered first: whatever happens in bind, the next taker of the loop makes
@@ -425,13 +436,12 @@ class DrivenLoop:
         waiter = self._in_place
         if waiter is None or _PID[0] != self.pid or asyncio._get_running_loop() is not None:
             return None
-        if not self._baton.acquire(blocking=False):
+        if not self._baton.acquire(False):
             return None
         interrupted = None
         try:
-            if self.lane is not lane or lane.job is not None or lane.result is not None:
-                return None  # (not this driver's, or no longer open)
-            if self.loop.is_closed():
+            # (Whatever finishes the driver's lane or makes it a job drops it here first.)
+            if self.lane is not lane or self.loop.is_closed():
                 return None
             # The waiter's checks once, then only poll, read and feed: until this gives the
             # loop back, nothing but another thread (whose wake-up ends the wait) can make
@@ -440,49 +450,30 @@ class DrivenLoop:
             if prepared.__class__ is int:
                 return None
             poll, timer = prepared  # type: ignore[misc]
-            until = None if timeout is None else time.monotonic() + timeout
-            if timer is not None:
-                at = time.monotonic() + timer  # the loop has to run the timer then
-                if until is None or at < until:
-                    until, timeout = at, None
-            fd = lane.conn._fd
-            read = lane.conn.read_unhandled
-            feed = lane.feed
+            now = time.monotonic()
+            until = None if timeout is None else now + timeout
+            if timer is not None and (until is None or now + timer < until):
+                until, timeout = now + timer, None  # the loop has to run the timer then
             # Ctrl-C stops the loop, which writes to its wake-up pipe: the poll sees that.
-            interrupted = _catch_sigint(self.loop)
-            while True:
-                if until is None:
-                    ready = poll.poll(-1)
-                else:
-                    left = until - time.monotonic()
-                    if left <= 0:
-                        return None if timeout is None else False
-                    # poll() takes whole milliseconds: round up, not to wake early.
-                    ready = poll.poll(int(left * 1000) + 1)
-                if len(ready) != 1 or ready[0][0] != fd:
-                    if ready:
-                        return None  # woken from another thread, or another connection
-                    continue
-                data = read()
-                if not data:
-                    if data is None:
-                        return None  # the end of the stream: the loop meets it too
-                    continue
-                got = feed(data)
-                if got != MORE:
-                    break
-            if got == LANE_DONE and self.lane is lane:
+            interrupted = _catch_sigint(self._interrupt)
+            got = lane.wait(poll, until)
+            if got == LANE_DONE:
                 self.lane = None
-            if got == OTHER or lane.rest:
-                # What the connection's handlers get runs as in the loop.
-                asyncio.events._set_running_loop(self.loop)
-                try:
-                    if got == OTHER:
-                        lane.materialize()
-                    else:
-                        lane.hand_over()
-                finally:
-                    asyncio.events._set_running_loop(None)
+                if not lane.rest:
+                    return True
+            elif got == OTHER:
+                self.lane = None
+            else:
+                return None if got == AWAY or timeout is None else False
+            # What the connection's handlers get runs as in the loop.
+            asyncio.events._set_running_loop(self.loop)
+            try:
+                if got == OTHER:
+                    lane.materialize()
+                else:
+                    lane.hand_over()
+            finally:
+                asyncio.events._set_running_loop(None)
             return got == LANE_DONE or None
         finally:
             self._release()

@@ -69,7 +69,7 @@ from typing_extensions import ParamSpec
 from ..client.client import AsyncClient
 from ..client.errors import ClientClosed
 from ..client.job import Priority
-from ..client.lane import LaneCall
+from ..client.lane import LaneCall, LaneSender
 from ..client.pool import Strategy, make_strategy
 from ..client.sync import DrivenLoop, current_pid
 from ..net.address import ServerAddress, ServerSpec, parse_servers
@@ -355,6 +355,8 @@ class _ThreadHome(_Home):
         )
         self.scheduled = False
         self.closed = False
+        #: The lane senders of the tasks called here (see call_lane).
+        self.senders: dict[Task[..., Any], LaneSender] = {}
 
     def pending(self) -> tuple[int, int]:
         fg, bg = self.fg, self.bg
@@ -445,30 +447,24 @@ class _ThreadHome(_Home):
 
         return self.driver.run_here(send)
 
-    def call_lane(
-        self,
-        make_result: Callable[[str, bool], AsyncResult[R]],
-        task_id: str,
-        function: bytes,
-        payload: bytes,
-        priority: Priority,
-    ) -> AsyncResult[R] | None:
-        """A lone foreground call (nothing else in flight, no unique, no timeout) sent
-        from this thread at once as a lane, which its waiter reads without the client's
-        bookkeeping (see gearq.client.lane); None if it does not qualify."""
+    def call_lane(self, task: Task[..., R], task_id: str, payload: bytes) -> AsyncResult[R] | None:
+        """A lone foreground call of ``task`` (nothing else in flight, no unique, no
+        timeout) sent from this thread at once as a lane, which its waiter reads without
+        the client's bookkeeping (see gearq.client.lane); None if it does not qualify."""
         if self.closed or self.queue or self.fg or self.bg:
             return None
-        return self.driver.send_lane(
-            self.client, function, payload, priority, self._bind_lane, make_result, task_id
-        )
+        sender = self.senders.get(task)
+        if sender is None:  # made once per task: the function's checks and packet parts
+            sender = self.client.lane_sender(task.function_name, task.options.priority)
+            if sender is None:
+                return None
+            self.senders[task] = sender
+        return self.driver.send_lane(sender, payload, self._bind_lane, task, task_id)
 
-    def _bind_lane(
-        self, lane: LaneCall, make_result: Callable[[str, bool], AsyncResult[R]], task_id: str
-    ) -> AsyncResult[R]:
+    def _bind_lane(self, lane: LaneCall, task: Task[..., R], task_id: str) -> AsyncResult[R]:
         # (Holding the loop's baton.) No gate: the waiter reads the lane; another thread's
         # wait makes one.
-        result = make_result(task_id, False)
-        result._home = self.fg_view
+        result = task._result(task_id, False, self.fg_view)
         self.fg += 1
         result._lane = lane
         lane.on_done = result._lane_done

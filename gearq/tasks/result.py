@@ -278,6 +278,7 @@ class AsyncResult(Generic[R_co]):
         serializer: Serializer | None = None,
         registry: ExceptionRegistry | None = None,
         blocking: bool = False,
+        stream: bool = False,
     ) -> None:
         self.id = task_id
         self.task_name = task_name
@@ -288,6 +289,8 @@ class AsyncResult(Generic[R_co]):
         if blocking:
             gate = self._gate = threading.Lock()
             gate.acquire()
+        if stream:  # a generator task's: listened to, its value the iterator of its chunks
+            self._want_listen = self._stream_result = True
         self._chunks: list[Any] = []
 
     # -- feeding (always in the owning loop's thread) ---------------------------------------
@@ -349,13 +352,17 @@ class AsyncResult(Generic[R_co]):
         self._finish()
 
     def _settle_reply(self, data: bytes) -> None:
-        ser = self._serializer
-        if not self._stream_result and ser.__class__ is not RawSerializer:
+        if not self._stream_result and self._serializer.__class__ is not RawSerializer:
             ok, value = reply_value(data)  # the common reply, in fewer steps
             if ok:
                 self._value = value
                 self._state = TaskState.SUCCESS
                 return
+        self._settle_decoded(data)
+
+    def _settle_decoded(self, data: bytes) -> None:
+        """A WORK_COMPLETE payload but the common reply (see reply_value)."""
+        ser = self._serializer
         reply = decode_reply(data, serializer=ser if isinstance(ser, RawSerializer) else None)
         if isinstance(reply, Failure):
             self._settle_failure(reply, None)

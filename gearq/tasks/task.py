@@ -50,7 +50,7 @@ from .result import AsyncResult, BackgroundResult
 from .serializers import RawSerializer, SerializationError, get_serializer
 
 if TYPE_CHECKING:
-    from .app import App, _Submit
+    from .app import App, _Submit, _View
     from .canvas import PartialSignature, Signature
 
 __all__ = ["DELAYED_SUFFIX", "AsyncTask", "Task", "make_options", "parse_priority"]
@@ -249,14 +249,11 @@ class Task(Generic[P, R]):
             spec, task_name=self.name, args=args, kwargs=kwargs or {}, background=background
         )
 
-    def _result(self, task_id: str, blocking: bool) -> AsyncResult[R]:
-        result: AsyncResult[R] = AsyncResult(
-            self.name, task_id, None, self.serializer, self.app.exception_registry, blocking
-        )
-        if self.is_generator:
-            result._want_listen = True
-            result._stream_result = True
-        return result
+    def _result(self, task_id: str, blocking: bool, home: _View | None = None) -> AsyncResult[R]:
+        return AsyncResult(
+            self.name, task_id, home, self.serializer, self.app.exception_registry, blocking,
+            self.is_generator,
+        )  # fmt: skip
 
     # -- calling remotely: the blocking API -----------------------------------------------
 
@@ -275,23 +272,23 @@ class Task(Generic[P, R]):
             from .eager import run_eager
 
             return cast("AsyncResult[R]", run_eager(self, args, kwargs, _new_id()))
-        task_id = _new_id()
-        options = self.options
+        task_id = "%032x" % _getrandbits(128)  # noqa: UP031 - _new_id(), a call fewer
         payload = self._encode(args, kwargs, task_id)
-        spec = options.unique
-        unique = None if spec is None else self._unique(spec, args, kwargs, False, task_id)
-        if conf.require_worker:
-            app._check_worker(self.name, self.function_name)
-        elif unique is None and conf.default_timeout is None:
+        spec = self.options.unique
+        unique = None
+        if spec is None and not conf.require_worker and conf.default_timeout is None:
             # The common call, sent as a lane if it is the only one (see App.call_lane).
-            sent = app._thread().call_lane(
-                self._result, task_id, self.function_name, payload, options.priority
-            )
+            sent = app._thread().call_lane(self, task_id, payload)
             if sent is not None:
                 return sent
+        else:
+            if spec is not None:
+                unique = self._unique(spec, args, kwargs, False, task_id)
+            if conf.require_worker:
+                app._check_worker(self.name, self.function_name)
         return app._call_blocking(
             self._result, task_id,
-            (self.function_name, payload, False, options.priority, unique, None,
+            (self.function_name, payload, False, self.options.priority, unique, None,
              conf.default_timeout),
         )  # fmt: skip
 

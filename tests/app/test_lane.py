@@ -18,6 +18,7 @@ from gearq import TaskContext
 from gearq.client.errors import JobConnectionLost
 from gearq.client.job import JobState
 from gearq.tasks import App, TaskTimeout
+from gearq.tasks.envelope import EnvelopeError
 from gearq.testing import GearmandProcess
 
 from .helpers import StartWorker, wait_for
@@ -72,6 +73,52 @@ def test_a_lone_call_is_read_by_its_waiter_and_never_becomes_a_job(
     assert result.server is not None and result.server.port == gearmand.port
     job = result.job  # made on demand, complete
     assert job is not None and job.state is JobState.COMPLETE and job.handle == result.handle
+
+
+def test_lane_replies_other_than_an_enveloped_value_are_decoded_as_usual(
+    app: App, serve: StartWorker
+) -> None:
+    # The lane settles the common reply itself; a raw task's bytes and a generator
+    # task's empty stream take the usual decoding.
+    @app.task(name="lane.raw", serializer="raw")
+    def upper(data: bytes) -> bytes:
+        return data.upper()
+
+    @app.task
+    def nothing() -> Iterator[int]:
+        yield from ()
+
+    echo = _tasks(app)["echo"]
+    serve()
+    assert echo.delay("warm").get(timeout=10) == "warm"
+    raw = upper.delay(b"abc")
+    assert raw._lane is not None and raw.get(timeout=10) == b"ABC" and raw._job is None
+    empty = nothing.delay()
+    assert empty._lane is not None and list(empty.get(timeout=10)) == [] and empty._job is None
+
+
+def test_a_lane_reply_that_is_no_result_envelope_is_a_typed_error(
+    app: App, gearmand: GearmandProcess
+) -> None:
+    # A non-gearq worker that echoes the call back: the reply is a msgpack map, but a
+    # call, not a result.
+    from tests.client.helpers import ScriptedWorker
+
+    @app.task(name="lane.echoed")
+    def echoed(value: str) -> str:
+        return value
+
+    with ScriptedWorker(gearmand, "lane.echoed"):
+        results = [echoed.delay("x") for _ in range(2)]  # the first one connects
+        for result in results:
+            with pytest.raises(EnvelopeError, match="not a result envelope"):
+                result.get(timeout=10)
+        lone = echoed.delay("y")
+        assert lone._lane is not None
+        with pytest.raises(EnvelopeError, match="not a result envelope"):
+            lone.get(timeout=10)
+        assert lone.state == "FAILURE" and lone._job is None
+    assert _links_idle(app)
 
 
 def test_a_finished_lane_leaves_no_reference_cycle(app: App, serve: StartWorker) -> None:
@@ -135,6 +182,32 @@ def test_packets_other_than_the_result_make_the_lane_a_job(
         with pytest.raises(ValueError, match="boom"):
             result.get(timeout=10)
     assert result._job is not None
+    assert _links_idle(app)
+
+
+def test_a_lane_made_a_job_by_its_own_waiter_is_not_read_as_a_lane_again(
+    app: App, serve: StartWorker
+) -> None:
+    # The waiter meets the WORK_STATUS, makes the lane a job and times out waiting for it;
+    # the next get() must wait for the job, not read the connection for the old lane
+    # (which would take the job's WORK_COMPLETE and leave the result without a value).
+    @app.task(bind=True)
+    def reported(ctx: TaskContext) -> str:
+        ctx.progress(1, 2)
+        time.sleep(0.5)
+        return "done"
+
+    echo = _tasks(app)["echo"]
+    serve()
+    assert echo.delay("warm").get(timeout=10) == "warm"
+    result = reported.delay()
+    assert result._lane is not None
+    with pytest.raises(TaskTimeout):
+        result.get(timeout=0.25)
+    assert result._job is not None  # the status came first
+    assert result.get(timeout=10) == "done"
+    assert result.progress == (1, 2)
+    assert echo.delay("after").get(timeout=10) == "after"
     assert _links_idle(app)
 
 

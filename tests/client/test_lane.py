@@ -1,16 +1,24 @@
-"""LaneCall.feed on its own: how the bytes of a lone call's replies are matched, however
-they are cut into reads (the end-to-end behaviour is in tests/app/test_lane.py)."""
+"""LaneCall.feed and LaneCall.wait on their own: how the bytes of a lone call's replies
+are matched, however they are cut into reads (a socket pair stands in for the server
+here; against gearmand in tests/client/test_lane_wire.py, end to end in
+tests/app/test_lane.py)."""
 
 from __future__ import annotations
 
+import os
+import select
+import socket
 import struct
+import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from gearq.client.job import Job, JobState, Priority
-from gearq.client.lane import DONE, MORE, OTHER, LaneCall
+from gearq.client.lane import AWAY, DONE, LATE, MORE, OTHER, LaneCall, LaneSender
+from gearq.client.submit import FG_HEAD
 from gearq.net.address import ServerAddress
 
 
@@ -31,17 +39,27 @@ class _Conn:
         self.handed.append(data)
 
 
+class _Client:
+    resubmit_on_failure = False
+    max_payload_size = None
+    job_timeout = None
+
+
 class _Link:
     def __init__(self) -> None:
-        self.client: Any = object()
+        self.client: Any = _Client()
         self.address = ServerAddress("127.0.0.1", 4730)
         self.pending: deque[Any] = deque()
         self.jobs: dict[bytes, Any] = {}
 
 
+def _sender(link: _Link) -> LaneSender:
+    return LaneSender(link.client, b"fn", FG_HEAD, Priority.NORMAL)
+
+
 def _lane() -> tuple[LaneCall, _Conn, _Link, list[bytes], list[Job]]:
     conn, link = _Conn(), _Link()
-    lane = LaneCall(link, conn, b"fn", b"payload", Priority.NORMAL, False)  # type: ignore[arg-type]
+    lane = LaneCall(link, conn, _sender(link), b"payload")  # type: ignore[arg-type]
     done: list[bytes] = []
     jobs: list[Job] = []
     lane.on_done = done.append
@@ -141,11 +159,104 @@ def test_a_lane_whose_sender_failed_to_take_it_is_still_kept_in_step() -> None:
     # The callbacks are set after the packet has left; if whoever sent it fails before
     # that, the lane must still finish, or become a job the link knows, not vanish.
     conn, link = _Conn(), _Link()
-    lane = LaneCall(link, conn, b"fn", b"payload", Priority.NORMAL, False)  # type: ignore[arg-type]
+    lane = LaneCall(link, conn, _sender(link), b"payload")  # type: ignore[arg-type]
     assert lane.open
     assert lane.feed(CREATED + COMPLETE) == DONE
     assert lane.result == b"the result" and not lane.open
-    other = LaneCall(link, conn, b"fn", b"payload", Priority.NORMAL, False)  # type: ignore[arg-type]
+    other = LaneCall(link, conn, _sender(link), b"payload")  # type: ignore[arg-type]
     assert other.feed(CREATED) == MORE
     job = other.materialize()
     assert link.jobs == {HANDLE: job} and not other.open
+
+
+# -- LaneCall.wait: poll, read and match, on a socket pair ---------------------------------
+
+
+class _SocketConn(_Conn):
+    """What LaneCall.wait reads of a Connection, on one end of a socket pair."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._fd = sock.fileno()
+        self._inbox = memoryview(bytearray(1 << 16))
+        self._now = time.monotonic
+        self._last_rx = 0.0
+
+
+@pytest.fixture
+def wired() -> Iterator[tuple[LaneCall, socket.socket, Any, list[bytes], list[Job]]]:
+    """A lane whose connection is a socket pair: (lane, the server's end, poll, done, jobs)."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    conn, link = _SocketConn(ours), _Link()
+    lane = LaneCall(link, conn, _sender(link), b"payload")  # type: ignore[arg-type]
+    done: list[bytes] = []
+    jobs: list[Job] = []
+    lane.on_done = done.append
+    lane.on_job = jobs.append
+    poll = select.poll()
+    poll.register(ours.fileno(), select.POLLIN)
+    yield lane, theirs, poll, done, jobs
+    ours.close()
+    theirs.close()
+
+
+def test_wait_takes_the_two_replies_from_separate_reads(wired: Any) -> None:
+    lane, server, poll, done, jobs = wired
+    server.sendall(CREATED)
+    assert lane.wait(poll, time.monotonic() + 0.05) == LATE  # the handle, then nothing
+    assert lane.handle == HANDLE and lane.open and not done
+    assert lane.conn._last_rx > 0  # a read counts as the connection being alive
+    server.sendall(COMPLETE)
+    assert lane.wait(poll, time.monotonic() + 10) == DONE
+    assert done == [b"the result"] and not jobs and lane.rest == b"" and not lane.open
+
+
+def test_wait_takes_both_replies_from_one_read_and_keeps_what_follows(wired: Any) -> None:
+    lane, server, poll, done, _jobs = wired
+    echo = _res(17, b"token")
+    server.sendall(CREATED + COMPLETE + echo)
+    assert lane.wait(poll, None) == DONE
+    assert done == [b"the result"] and lane.rest == echo
+
+
+def test_wait_gathers_a_packet_cut_across_reads(wired: Any) -> None:
+    lane, server, poll, done, _jobs = wired
+    server.sendall(CREATED + COMPLETE[:5])
+    assert lane.wait(poll, time.monotonic() + 0.05) == LATE
+    assert lane.rest == COMPLETE[:5] and not done
+    server.sendall(COMPLETE[5:])
+    assert lane.wait(poll, time.monotonic() + 10) == DONE
+    assert done == [b"the result"] and lane.rest == b""
+
+
+def test_wait_stops_at_another_packet(wired: Any) -> None:
+    lane, server, poll, done, jobs = wired
+    status = _res(12, HANDLE + b"\x001\x002")  # WORK_STATUS
+    server.sendall(CREATED)
+    server.sendall(status)
+    assert lane.wait(poll, time.monotonic() + 10) == OTHER
+    assert lane.rest == status and lane.open and not done
+    lane.materialize()
+    assert len(jobs) == 1 and lane.conn.handed == [status]
+
+
+def test_wait_leaves_the_end_of_the_stream_to_the_loop(wired: Any) -> None:
+    lane, server, poll, done, jobs = wired
+    server.sendall(CREATED)
+    server.shutdown(socket.SHUT_WR)
+    assert lane.wait(poll, time.monotonic() + 10) == AWAY
+    assert lane.open and lane.handle == HANDLE and not done and not jobs
+
+
+def test_wait_gives_way_when_poll_wakes_for_something_else(wired: Any) -> None:
+    lane, _server, poll, done, _jobs = wired
+    wake_r, wake_w = os.pipe()
+    try:
+        poll.register(wake_r, select.POLLIN)
+        os.write(wake_w, b"x")  # another thread's wake-up of the loop
+        assert lane.wait(poll, time.monotonic() + 10) == AWAY
+        assert lane.open and lane.handle is None and not done
+    finally:
+        os.close(wake_r)
+        os.close(wake_w)
