@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import msgpack
+
 from .remote_errors import Failure, FailureKind
 from .serializers import (
     JSON,
@@ -81,14 +83,15 @@ class UnsupportedEnvelopeVersion(EnvelopeError):
         self.supported = ENVELOPE_VERSION
 
 
-@dataclass(slots=True)
+@dataclass
 class Call:
     """A decoded task call: what a worker needs to run the task.
 
     ``serializer`` is the one the call came in; the worker answers with the same one.
     ``eta`` and ``expires`` are unix times in seconds. (The envelope records are plain
-    slotted dataclasses, not frozen ones: they are made on the hot path, and a frozen
-    dataclass costs several microseconds more to build.)
+    dataclasses, not frozen ones: they are made on the hot path, and a frozen dataclass
+    costs several microseconds more to build. Not slotted either, so that the defaults
+    are class attributes: :func:`decode_plain_call` sets only what the call has.)
     """
 
     task: str | None
@@ -663,7 +666,18 @@ def decode_plain_call(data: bytes) -> Call | None:
         kwargs = {}
     elif kwargs.__class__ is not dict or not all(key.__class__ is str for key in kwargs):
         return None
-    return Call(task, tuple(args), kwargs, task_id, serializer=MSGPACK)
+    # Call(task, tuple(args), kwargs, task_id), without the thirteen writes of its
+    # __init__: the other fields keep their class defaults (msgpack, attempt 1...).
+    call = _new_call(Call)
+    call.task = task
+    call.args = tuple(args)
+    call.kwargs = kwargs
+    call.task_id = task_id
+    call.headers = {}
+    return call
+
+
+_new_call = object.__new__
 
 
 def encode_plain_result(value: Any, ser: Serializer, task_name: str) -> bytes:
@@ -682,6 +696,11 @@ def encode_plain_result(value: Any, ser: Serializer, task_name: str) -> bytes:
 #: map's header, "v", "s" and "r"'s key; the value follows.
 _OK_HEAD = MSGPACK.dumps({"v": ENVELOPE_VERSION, "s": "ok", "r": None})[:-1]
 _OK_SIZE = len(_OK_HEAD)
+# MSGPACK.unpack's options, given as keywords to a direct call: the functools.partial it is
+# copies its keywords into a new dict on every call, which costs a reply more than the
+# decoding of a small value (tests/tasks/test_reply_value.py keeps the two the same).
+_unpackb = msgpack.unpackb
+_ext_hook = MSGPACK._ext_hook
 
 
 def reply_value(data: bytes) -> tuple[bool, Any]:
@@ -692,7 +711,10 @@ def reply_value(data: bytes) -> tuple[bool, Any]:
         # Just the value: no map, no look-ups (anything more after it is no envelope of
         # ours, and msgpack refuses it: the full decoding below then has its say).
         try:
-            return True, _msgpack_unpack(data[_OK_SIZE:])
+            return True, _unpackb(
+                data[_OK_SIZE:], ext_hook=_ext_hook, raw=False, use_list=True,
+                strict_map_key=False, timestamp=3,
+            )  # fmt: skip
         except Exception:
             pass
     if data and 0x80 <= data[0] <= 0x8F:  # a small msgpack map

@@ -86,7 +86,7 @@ from .serializers import (
     Serializer,
     get_serializer,
 )
-from .threads import LoneJob, TaskThreads
+from .threads import _PENDING_TYPES, LoneJob, TaskThreads
 
 __all__ = [
     "BlockingTaskWorker",
@@ -290,10 +290,6 @@ def _id_from_unique(unique: bytes) -> str | None:
     if sep and suffix.isdigit() and key:
         text = key
     return text
-
-
-# Results that are not values yet: awaited / drained on the loop.
-_PENDING_TYPES = (CoroutineType, AsyncGeneratorType)
 
 
 # --- one task ---------------------------------------------------------------------------------

@@ -76,23 +76,16 @@ class Job:
     the task layer can fill it from its own envelope instead.
     """
 
-    __slots__ = (
-        "_answer",
-        "_deadline",
-        "_done",
-        "_expired",
-        "_final_sent",
-        "_gen",
-        "_link",
-        "_task",
-        "_timer",
-        "attempt",
-        "function",
-        "handle",
-        "payload",
-        "time_limit",
-        "unique",
-    )
+    # Not slotted: what only some jobs change keeps its default here (eight attribute
+    # writes fewer for each job, on every job's path).
+    attempt: int | None = None
+    _answer = 0
+    _final_sent = False
+    _done = False  # the handler has returned
+    _expired = False  # the time limit struck
+    _deadline: float | None = None
+    _task: Task[None] | None = None
+    _timer: TimerHandle | None = None
 
     def __init__(
         self,
@@ -108,16 +101,8 @@ class Job:
         self.unique = unique
         self.payload = payload
         self.time_limit = time_limit
-        self.attempt: int | None = None
         self._link = link
         self._gen = link.gen
-        self._answer = 0
-        self._final_sent = False
-        self._done = False  # the handler has returned
-        self._expired = False  # the time limit struck
-        self._deadline: float | None = None
-        self._task: Task[None] | None = None
-        self._timer: TimerHandle | None = None
 
     # -- state -----------------------------------------------------------------------------
 

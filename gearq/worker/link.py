@@ -564,6 +564,11 @@ class Link:
                     self.flush()  # a probe's job: its answer goes before the NO_JOB is seen to
             except Exception:
                 log.exception("%s: error while handling %r", self.address, job)
+            if worker.deferred:
+                # The job runs after this read (see Deferred): so does the NO_JOB's
+                # bookkeeping, which is not on the answer's path.
+                worker.after_deferred.append(self._no_job)
+                return
             try:
                 self._no_job()
             except Exception:

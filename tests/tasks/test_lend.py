@@ -256,14 +256,14 @@ def test_a_fault_answering_a_lent_job_still_ends_it(
 
     app = _app(gearmand)
     holder: dict[str, Any] = {}
-    finish = runner._Served._finish_lone
+    encode = runner._Served._encode_value
 
-    def faulty(self: Any, job: Any, lone: Any, value: Any, error: Any) -> None:
+    def faulty(self: Any, job: Any, call: Any, attempt: int, value: Any) -> bytes | None:
         if value == (2, True):
             raise RuntimeError("a bug in answering")
-        finish(self, job, lone, value, error)
+        return encode(self, job, call, attempt, value)
 
-    monkeypatch.setattr(runner._Served, "_finish_lone", faulty)
+    monkeypatch.setattr(runner._Served, "_encode_value", faulty)
 
     @app.task
     def where(value: int) -> tuple[int, bool]:
