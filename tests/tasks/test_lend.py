@@ -6,7 +6,10 @@ meanwhile, and the task's outcome still reaches its caller."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -277,3 +280,56 @@ def test_a_fault_answering_a_lent_job_still_ends_it(
             failed.get(timeout=10)
         assert [where.delay(i).get(timeout=10) for i in (3, 4)] == [(3, True), (4, True)]
         assert worker.running == 0
+
+
+def test_lending_under_mixed_load_loses_nothing(
+    gearmand: GearmandProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lone calls, bursts and tasks long enough to be taken back from the lent thread, from
+    several callers at once: every call gets its own result, and the worker ends idle.
+    (The loop changes hands often here: lent, given back for a burst, taken back from a
+    long task, lent again.)"""
+    from gearq.tasks.threads import TaskThreads
+
+    seen: collections.Counter[str] = collections.Counter()
+    for name in ("_run_lent", "_finish_evicted"):
+        original = getattr(TaskThreads, name)
+
+        def counted(*args: Any, _original: Any = original, _name: str = name) -> Any:
+            seen[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(TaskThreads, name, counted)
+    app = _app(gearmand)
+
+    @app.task
+    def work(caller: int, n: int, nap: float) -> tuple[int, int]:
+        if nap:
+            time.sleep(nap)
+        return caller, n
+
+    def calls(caller: int) -> list[tuple[int, int]]:
+        rng = random.Random(caller)
+        got = []
+        for n in range(60):
+            nap = rng.choice((0.0, 0.0, 0.0, 0.001, 0.006))
+            if rng.random() < 0.2:  # a burst of three
+                results = [work.delay(caller, n * 10 + i, nap) for i in range(3)]
+                got += [tuple(r.get(timeout=20)) for r in results]
+            else:
+                got.append(tuple(work.delay(caller, n * 10, nap).get(timeout=20)))
+        return got
+
+    with running_worker(app, concurrency=3) as worker:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futures = {c: pool.submit(calls, c) for c in range(4)}
+            results = {c: f.result(timeout=120) for c, f in futures.items()}
+        for caller, got in results.items():
+            assert all(c == caller for c, _n in got)
+            assert len(got) == len({n for _c, n in got}) >= 60
+        deadline = time.monotonic() + 10
+        while worker.running:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    # It did change hands: jobs run by lent threads, and some taken back from them.
+    assert seen["_run_lent"] > 0 and seen["_finish_evicted"] > 0, seen
