@@ -168,6 +168,7 @@ class TaskThreads:
         #: then run in that thread.
         self.lent = False
         self._worker: AsyncWorker | None = None
+        self._quiet = False  # the last lease ended with no task for a while
 
     def lend_with(self, waiter: InPlaceWaiter, worker: AsyncWorker) -> None:
         """Lend ``worker``'s loop to a pool thread whenever ``waiter`` would wait for its
@@ -193,13 +194,17 @@ class TaskThreads:
         mutex = self._mutex
         timeout: float = LEND_CHECK
         seen = -1  # the task found running at the last check
-        quiet = 0
+        # Quiet checks so far. An idle worker's loop comes back for its timers now and
+        # then: the lease after a quiet one stops checking after its first check (which
+        # also makes sure a thread took it).
+        quiet = LEND_QUIET_CHECKS - 1 if self._quiet else 0
         try:
             while True:
                 if gate.acquire(True, timeout) if timeout > 0 else gate.acquire():
                     with mutex:
                         lease.opened = False
                         if lease.given:
+                            self._quiet = lease.deep
                             return lease.outcome
                     timeout, quiet = LEND_CHECK, 0  # a task started: check on it
                     continue
