@@ -94,7 +94,7 @@ class _Handoff:
 #: thread takes it back (so after 1-2 of these).
 LEND_CHECK = 0.002
 #: Checks in a row that find the lent thread only waiting, before the loop's thread stops
-#: checking (it is then woken when a task starts): an idle worker costs no wake-ups.
+#: checking (it is then woken when a task starts): an idle worker stays quiet.
 LEND_QUIET_CHECKS = 50
 
 
