@@ -52,6 +52,7 @@ LATE = 2
 AWAY = 3
 
 _HEAD = struct.Struct(">4sII")
+_pack_size = struct.Struct(">I").pack
 _RES = b"\0RES"
 _JOB_CREATED = int(PacketType.JOB_CREATED)
 _WORK_COMPLETE = int(PacketType.WORK_COMPLETE)
@@ -174,13 +175,14 @@ class LaneCall:
             if size >= 12 and not self.rest:
                 magic, ptype, length = _HEAD.unpack_from(inbox)
                 if size == 12 + length and magic == _RES:
-                    if ptype == _JOB_CREATED and self.handle is None:
-                        self.handle = inbox[12:size].tobytes()
-                        continue
+                    # (The reply first: what runs after its read is what the caller waits on.)
                     if ptype == _WORK_COMPLETE and self.handle is not None:
                         handle, _, result = inbox[12:size].tobytes().partition(b"\0")
                         if handle == self.handle:
                             return self._finish(result, b"")
+                    elif ptype == _JOB_CREATED and self.handle is None:
+                        self.handle = inbox[12:size].tobytes()
+                        continue
             got = self.feed(inbox[:size].tobytes())
             if got != MORE:
                 return got
@@ -252,12 +254,16 @@ class LaneSender:
     once (:meth:`AsyncClient.lane_sender <gearq.client.client.AsyncClient.lane_sender>`),
     for a caller that sends the same call again and again (a task's lone calls)."""
 
-    __slots__ = ("client", "fixed", "function", "head", "limit", "middle", "priority")
+    __slots__ = (
+        "client", "fixed", "function", "head", "limit", "links", "middle", "pool", "priority",
+    )  # fmt: skip
 
     def __init__(
         self, client: AsyncClient, function: bytes, head: bytes, priority: Priority
     ) -> None:
         self.client = client
+        self.pool = client.pool  # (both made with the client, and never replaced)
+        self.links = client._links
         self.function = function
         self.priority = priority
         self.head = head  # magic and type
@@ -274,24 +280,27 @@ class LaneSender:
         """Write the submit of ``payload`` and return its lane (with this ``owner``; its
         ``on_done`` and ``on_job`` are still to be set), from the thread that owns the
         loop, if the client can (see ``send_lane``); else None, and nothing was done."""
-        client = self.client
-        if payload.__class__ is not bytes or client._closed or len(payload) > self.limit:
+        if payload.__class__ is not bytes or self.client._closed:
             return None
-        order: Sequence[int] | None = client.pool.fixed_order
+        size = len(payload)
+        if size > self.limit:
+            return None
+        order: Sequence[int] | None = self.pool.fixed_order
         if order is None:
             # Asked only when its answer is used (a round-robin moves on when asked): so
             # every link that could be the answer must be able to take the lane.
-            if not all(link.idle_for_lane() for link in client._links):
+            if not all(link.idle_for_lane() for link in self.links):
                 return None
-            order = client.pool.candidates(b"")
+            order = self.pool.candidates(b"")
             if not order:
                 return None
-        link = client._links[order[0]]
+        link = self.links[order[0]]
         # ServerLink.idle_for_lane but the connection's part, which send_idle checks.
         if link.pending or link.jobs or link.wbuf or link._writers:
             return None
         conn = link.conn
-        size = (self.fixed + len(payload)).to_bytes(4, "big")
-        if conn is None or not conn.send_idle(b"".join((self.head, size, self.middle, payload))):
+        if conn is None or not conn.send_idle(
+            b"".join((self.head, _pack_size(self.fixed + size), self.middle, payload))
+        ):
             return None
         return LaneCall(link, conn, self, payload, owner)

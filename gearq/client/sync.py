@@ -113,11 +113,13 @@ class _Interrupt:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
     def restore(self) -> None:
+        # (previous is kept: it is Python's default handler, see _catch_sigint.)
         _sig.signal(_SIGINT, self.previous)
-        self.previous = None
 
 
 _get_ident = threading.get_ident
+_monotonic = time.monotonic
+_running_loop = asyncio._get_running_loop  # (a global and no attribute: on lane paths)
 _getsignal = _sig.getsignal
 _DEFAULT_INT = signal.default_int_handler
 
@@ -318,7 +320,7 @@ class DrivenLoop:
             self._alarm = self.loop.call_at(deadline, self._ring)
 
     def _release(self) -> None:
-        self._last_caller = time.monotonic()
+        self._last_caller = _monotonic()
         self._baton.release()
         if self._waiting:
             with self._cond:
@@ -394,10 +396,10 @@ class DrivenLoop:
         the round trip's path). Returns what ``bind`` returned, or None (nothing was
         sent)."""
         # (acquire(False): a keyword argument costs a lone round trip more than its clarity)
-        if asyncio._get_running_loop() is not None or not self._baton.acquire(False):
+        if _running_loop() is not None or not self._baton.acquire(False):
             return None
         try:
-            if self.loop.is_closed():
+            if self._closing:  # (set before stop() closes the loop; nothing else closes it)
                 return None
             if self.lane is not None:
                 self._settle_lane()
@@ -434,7 +436,7 @@ class DrivenLoop:
         ``timeout`` seconds (it goes on), None if it cannot be waited for this way (any
         more): it has been made a Job, or something else needs the loop; wait as usual."""
         waiter = self._in_place
-        if waiter is None or _PID[0] != self.pid or asyncio._get_running_loop() is not None:
+        if waiter is None or _PID[0] != self.pid or _running_loop() is not None:
             return None
         if not self._baton.acquire(False):
             return None

@@ -196,6 +196,8 @@ class PendingTasksWarning(RuntimeWarning):
 # --- foreground results --------------------------------------------------------------------
 
 _COMPLETE = JobState.COMPLETE
+_SUCCESS = TaskState.SUCCESS
+_NOT_READ = (False, None)  # what reply_value says of a reply it does not read
 _EXCEPTION = JobState.EXCEPTION
 _FAILED = JobState.FAILED
 _TIMEOUT = JobState.TIMEOUT
@@ -268,6 +270,9 @@ class AsyncResult(Generic[R_co]):
     _attempt = 1
     #: A generator task: its value is the iterator of its chunks.
     _stream_result = False
+    #: A reply :func:`reply_value` may read (not a generator task's, not a raw serializer's):
+    #: known when the result is made, so that a reply's path does not ask.
+    _plain_reply = True
     _progress: tuple[int, int] | None = None  # eager results only
 
     def __init__(
@@ -291,13 +296,23 @@ class AsyncResult(Generic[R_co]):
             gate.acquire()
         if stream:  # a generator task's: listened to, its value the iterator of its chunks
             self._want_listen = self._stream_result = True
+            self._plain_reply = False
+        elif serializer.__class__ is RawSerializer:
+            self._plain_reply = False
         self._chunks: list[Any] = []
 
     # -- feeding (always in the owning loop's thread) ---------------------------------------
 
     def _lane_done(self, data: bytes) -> None:
+        # Called by the waiter right after the reply's read (gearq.client.lane), so on the
+        # path to get() returning: _settle_reply's work without its frame.
         try:
-            self._settle_reply(data)
+            ok, value = reply_value(data) if self._plain_reply else _NOT_READ
+            if ok:
+                self._value = value
+                self._state = _SUCCESS
+            else:
+                self._settle_decoded(data)
         except Exception as exc:  # undecodable (or a bug): the caller still hears of it
             self._settle_error(exc)
         self._finish()
@@ -352,11 +367,12 @@ class AsyncResult(Generic[R_co]):
         self._finish()
 
     def _settle_reply(self, data: bytes) -> None:
+        # (Not _plain_reply: an eager run's result is made a generator task's after it is made.)
         if not self._stream_result and self._serializer.__class__ is not RawSerializer:
             ok, value = reply_value(data)  # the common reply, in fewer steps
             if ok:
                 self._value = value
-                self._state = TaskState.SUCCESS
+                self._state = _SUCCESS
                 return
         self._settle_decoded(data)
 
@@ -814,6 +830,10 @@ class AsyncResult(Generic[R_co]):
         if not self._done and not self._wait_blocking(timeout):
             assert timeout is not None
             raise self._timeout(timeout)
+        # A value as _outcome gives it, without its frame: this is the end of a blocking
+        # round trip's path.
+        if self._error is None and self._value is not _CHUNKS:
+            return self._value
         return self._outcome(propagate)
 
     def wait(self, timeout: float | None = None, propagate: bool = True) -> Any:

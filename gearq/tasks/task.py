@@ -129,7 +129,7 @@ def _new_id() -> str:
     From ``random`` rather than ``os.urandom``: ids need to be unique, not secret, and this
     costs a third. ``random`` is seeded from the OS and reseeded in a forked child.
     """
-    return "%032x" % _getrandbits(128)  # noqa: UP031 - the fastest spelling
+    return _getrandbits(128).to_bytes(16, "big").hex()  # (faster than "%032x" % ...)
 
 
 def _epoch(eta: datetime | float) -> float:
@@ -272,8 +272,14 @@ class Task(Generic[P, R]):
             from .eager import run_eager
 
             return cast("AsyncResult[R]", run_eager(self, args, kwargs, _new_id()))
-        task_id = "%032x" % _getrandbits(128)  # noqa: UP031 - _new_id(), a call fewer
-        payload = self._encode(args, kwargs, task_id)
+        task_id = _getrandbits(128).to_bytes(16, "big").hex()  # _new_id(), a call fewer
+        # _encode's first case without its frame (every blocking call pays it before its
+        # submit leaves); _encode has the rest.
+        payload = None
+        if not kwargs and not self._raw:
+            payload = encode_positional_call(self.serializer, self.name, args, task_id)
+        if payload is None:
+            payload = self._encode(args, kwargs, task_id)
         spec = self.options.unique
         unique = None
         if spec is None and not conf.require_worker and conf.default_timeout is None:

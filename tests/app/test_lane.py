@@ -97,6 +97,26 @@ def test_lane_replies_other_than_an_enveloped_value_are_decoded_as_usual(
     assert empty._lane is not None and list(empty.get(timeout=10)) == [] and empty._job is None
 
 
+def test_a_raw_tasks_reply_is_its_bytes_even_when_they_look_like_an_envelope(
+    app: App, serve: StartWorker
+) -> None:
+    from gearq.tasks.envelope import encode_plain_result
+    from gearq.tasks.serializers import MSGPACK
+
+    looks_ok = encode_plain_result(5, MSGPACK, "lane.raw")  # what reply_value would read
+
+    @app.task(name="lane.raw_envelope", serializer="raw")
+    def same(data: bytes) -> bytes:
+        return data
+
+    echo = _tasks(app)["echo"]
+    serve()
+    assert echo.delay("warm").get(timeout=10) == "warm"
+    result = same.delay(looks_ok)
+    assert result._lane is not None
+    assert result.get(timeout=10) == looks_ok and result._job is None
+
+
 def test_a_lane_reply_that_is_no_result_envelope_is_a_typed_error(
     app: App, gearmand: GearmandProcess
 ) -> None:

@@ -43,6 +43,8 @@ class _Client:
     resubmit_on_failure = False
     max_payload_size = None
     job_timeout = None
+    pool = None  # (a LaneSender keeps these two; these lanes are never sent)
+    _links: list[Any] = []
 
 
 class _Link:

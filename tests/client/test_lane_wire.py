@@ -121,3 +121,39 @@ def test_what_a_lane_cannot_take_is_not_sent(gearmand: GearmandProcess) -> None:
 
     assert run(main()) == [None] * 6
     assert totals([gearmand], "refused") == [0]
+
+
+def test_a_payload_at_the_size_limit_goes_as_a_lane(gearmand: GearmandProcess) -> None:
+    async def main() -> tuple[object, int, list[int]]:
+        async with AsyncClient(gearmand.address, max_payload_size=4) as client:
+            await client.ping()
+            sender = client.lane_sender("limit")
+            assert sender is not None
+            over = sender.send(b"12345")
+            lane = sender.send(b"1234")
+            assert lane is not None
+            got = lane.wait(_poll(lane), time.monotonic() + 0.2)  # no worker: created only
+            lane.materialize()
+            return over, got, totals([gearmand], "limit")
+
+    over, got, queued = run(main())
+    assert over is None and got == LATE and queued == [1]
+
+
+def test_a_driver_being_stopped_sends_no_lane(gearmand: GearmandProcess) -> None:
+    from gearq.client.sync import DrivenLoop
+
+    driver = DrivenLoop("lane-stop")
+    client = AsyncClient(gearmand.address)
+    driver.run(client.ping(), timeout=10)
+    sender = client.lane_sender("stopping")
+    assert sender is not None
+    sent = driver.send_lane(sender, b"one", lambda lane: lane)
+    assert isinstance(sent, LaneCall)  # while it runs
+    conn = sent.conn
+    driver.stop()
+    try:
+        assert driver.send_lane(sender, b"two", lambda lane: lane) is None
+        assert driver.lane is sent  # (and the first one is left as it was)
+    finally:
+        conn._transport.get_extra_info("socket")._sock.close()  # the loop is gone

@@ -55,3 +55,14 @@ def test_other_writers_of_the_same_reply_give_the_same_value(envelope: dict[str,
 )
 def test_anything_else_is_left_to_decode_reply(data: bytes) -> None:
     assert reply_value(data) == (False, None)
+
+
+def test_its_fast_decoding_uses_the_serializers_own_options() -> None:
+    # reply_value calls msgpack.unpackb with these itself (see gearq.tasks.envelope).
+    assert MSGPACK.unpack.keywords == {  # type: ignore[attr-defined]
+        "ext_hook": MSGPACK._ext_hook,
+        "raw": False,
+        "use_list": True,
+        "strict_map_key": False,
+        "timestamp": 3,
+    }
