@@ -309,24 +309,6 @@ class Connection(asyncio.BufferedProtocol):
             self._fail(ConnectionLost(self.address, f"connection lost: {exc!r}"))
         return True
 
-    def read_unhandled(self) -> bytes | None:
-        """:meth:`read_in_place` for a caller that handles the bytes itself (and hands
-        what it does not want to :meth:`data_received`): what the socket holds now (b""
-        if nothing), or None at the end of the stream or on an error, which the loop's
-        own read then meets and deals with as usual."""
-        if self._fd < 0:
-            return None
-        try:
-            nbytes = os.readv(self._fd, [self._inbox])
-        except (BlockingIOError, InterruptedError):
-            return b""
-        except OSError:
-            return None
-        if not nbytes:
-            return None
-        self._last_rx = self._now()
-        return self._inbox[:nbytes].tobytes()
-
     def data_received(self, data: bytes) -> None:
         self._last_rx = self._now()
         try:
