@@ -117,8 +117,9 @@ class _Lease:
     cancelled = False  # no thread took it in time: the loop's thread waits itself
     seq = 0  # tasks started
     current: tuple[Job, LoneJob] | None = None  # the task the thread runs (not the loop's handling)
-    evicted = False  # the loop's thread took the loop back while a task ran
-    fut: asyncio.Future[Any] | None = None  # where that task's result goes then
+    #: Set when the loop's thread takes the loop back while a task runs: where that
+    #: task's result goes.
+    fut: asyncio.Future[Any] | None = None
     given = False  # the thread gave the loop back
     outcome = BUSY  # what its InPlaceWaiter.serve returned
     deep = False  # the loop's thread waits without checks: wake it when a task starts
@@ -235,7 +236,6 @@ class TaskThreads:
     def _evict(self, lease: _Lease) -> tuple[Job, LoneJob, asyncio.Future[Any]]:
         """Take the loop back from the task ``lease``'s thread runs (under the mutex)."""
         assert lease.current is not None
-        lease.evicted = True
         self.lent = False
         fut = lease.fut = self.loop.create_future()
         return (*lease.current, fut)
