@@ -570,6 +570,19 @@ class AsyncClient:
             if link.wbuf and link.conn is not None:
                 link.flush()
 
+    def _flush_if_alone(self, ready: Any) -> bool:
+        """If the loop's ready callbacks (``ready``) are none but this client's scheduled
+        flushes (or cancelled ones), do those flushes now and return True: the loop then
+        has nothing to run (see :meth:`Job.__await__ <gearq.client.job.Job.__await__>`)."""
+        links = self._links
+        for handle in ready:
+            if not handle._cancelled and not any(link._flush_handle is handle for link in links):
+                return False
+        for link in links:
+            if link._flush_handle is not None:
+                link.flush()
+        return True
+
     async def run_many(
         self,
         function: str | bytes,

@@ -18,6 +18,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..net.address import ServerAddress
+from ..net.inplace import DONE, waiter_for
 from .errors import BatchError, JobTimeout
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ __all__ = [
     "Priority",
     "UniqueStatus",
 ]
+
+_get_running_loop = asyncio.events._get_running_loop
 
 log = logging.getLogger("gearq.client")
 
@@ -224,7 +227,23 @@ class Job:
         # A plain generator, not a coroutine: ``await job`` is the hot path. The state is
         # tested inline (``done`` is a property call): PENDING, or a foreground CREATED.
         while self.state is _PENDING or (self.state is _CREATED and not self.background):
-            fut: asyncio.Future[None] = self._client._get_loop().create_future()
+            client = self._client
+            loop = client._get_loop()
+            if _get_running_loop() is loop:
+                # The loop has nothing else to do (but flush this client's writes): read
+                # the connections here, and a reply that ends the job costs no suspension
+                # of the awaiting task and no pass of the loop to wake it (see
+                # gearq.net.inplace). Timers, other threads and other file descriptors
+                # still end the wait, and the await goes on the usual way.
+                waiter = waiter_for(loop)
+                ready = loop._ready  # type: ignore[attr-defined]
+                if (
+                    waiter.usable
+                    and (not ready or client._flush_if_alone(ready))
+                    and waiter.wait(None, running=True) == DONE
+                ):
+                    continue
+            fut: asyncio.Future[None] = loop.create_future()
             if self._done_waiters is None:
                 self._done_waiters = [fut]
             else:

@@ -56,6 +56,12 @@ def waiter_for(loop: asyncio.AbstractEventLoop) -> InPlaceWaiter:
     return waiter
 
 
+def _all_cancelled(ready: Any) -> bool:
+    """Whether every callback in a loop's ready queue was cancelled (the loop only drops
+    them): nothing the loop would run."""
+    return all(handle._cancelled for handle in ready)
+
+
 class InPlaceWaiter:
     """Waits in place for the connections of ``loop`` (see the module docstring). Get it
     with :func:`waiter_for`."""
@@ -215,7 +221,8 @@ class InPlaceWaiter:
         only another thread (through the wake-up pipe) or the caller itself can change
         what these checks found."""
         loop: Any = self.loop
-        if loop._ready or loop._stopping:
+        ready = loop._ready
+        if (ready and not _all_cancelled(ready)) or loop._stopping:
             return BUSY
         readers = self.readers
         # (The selector's own fd map, not get_map(): two Python calls fewer a wait.)
