@@ -227,11 +227,16 @@ class InPlaceWaiter:
         readers = self.readers
         # (The selector's own fd map, not get_map(): two Python calls fewer a wait.)
         fd_to_key = loop._selector._fd_to_key
+        if len(fd_to_key) != len(readers) + 1:
+            # Other file descriptors than the connections and the wake-up pipe: checked
+            # first, so that a loop with many (a server's) costs no list of them per wait.
+            self._keys = None
+            return OFF
         keys = [*fd_to_key.values()]
         poll = self._poll_obj
         if keys != self._keys or readers != self._polled or loop._debug:
             self._keys = None
-            if not readers or len(fd_to_key) != len(readers) + 1 or loop._debug:
+            if not readers or loop._debug:
                 return OFF
             for reader in readers.values():
                 if not reader.ready_in_place():

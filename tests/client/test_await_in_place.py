@@ -131,3 +131,23 @@ def test_other_tasks_run_while_a_job_is_awaited(
     assert ticks == list(range(20))
     # With the ticker ready, the await never waited in place: it left it to the loop.
     assert outcomes == []
+
+
+def test_a_loop_watching_other_sockets_awaits_the_usual_way(
+    gearmand: GearmandProcess, serve: Callable[[str, Any], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop that also serves something else (a listening socket here) must keep
+    watching it: the await does not wait in place, and still gets its reply."""
+    serve("echo", lambda job: job.payload)
+    outcomes = _spy_waits(monkeypatch)
+
+    async def main() -> bytes:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        try:
+            return await _call(gearmand, "echo", b"served")
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert run(main()) == b"served"
+    assert outcomes and set(outcomes) == {inplace.OFF}
