@@ -235,14 +235,14 @@ class Job:
                 # of the awaiting task and no pass of the loop to wake it (see
                 # gearq.net.inplace). Timers, other threads and other file descriptors
                 # still end the wait, and the await goes on the usual way.
+                # (usable first: other loops, uvloop's say, have no _ready.)
                 waiter = waiter_for(loop)
-                ready = loop._ready  # type: ignore[attr-defined]
-                if (
-                    waiter.usable
-                    and (not ready or client._flush_if_alone(ready))
-                    and waiter.wait(None, running=True) == DONE
-                ):
-                    continue
+                if waiter.usable:
+                    ready = loop._ready  # type: ignore[attr-defined]
+                    if (not ready or client._flush_if_alone(ready)) and waiter.wait(
+                        None, running=True
+                    ) == DONE:
+                        continue
             fut: asyncio.Future[None] = loop.create_future()
             if self._done_waiters is None:
                 self._done_waiters = [fut]

@@ -237,8 +237,8 @@ def _result(task: Task[Any, Any], task_id: str, runs: _Attempts, reply: bytes, o
         home=None,
         serializer=task.serializer,
         registry=task.app.exception_registry,
+        stream=task.is_generator,
     )
-    result._stream_result = task.is_generator
     result._load_eager(runs.job.data, runs.job.warnings, runs.job.status, reply, ok)
     if task.app.conf.eager_propagates and result.failed():
         result.get()

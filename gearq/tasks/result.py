@@ -197,7 +197,6 @@ class PendingTasksWarning(RuntimeWarning):
 
 _COMPLETE = JobState.COMPLETE
 _SUCCESS = TaskState.SUCCESS
-_NOT_READ = (False, None)  # what reply_value says of a reply it does not read
 _EXCEPTION = JobState.EXCEPTION
 _FAILED = JobState.FAILED
 _TIMEOUT = JobState.TIMEOUT
@@ -304,15 +303,8 @@ class AsyncResult(Generic[R_co]):
     # -- feeding (always in the owning loop's thread) ---------------------------------------
 
     def _lane_done(self, data: bytes) -> None:
-        # Called by the waiter right after the reply's read (gearq.client.lane), so on the
-        # path to get() returning: _settle_reply's work without its frame.
         try:
-            ok, value = reply_value(data) if self._plain_reply else _NOT_READ
-            if ok:
-                self._value = value
-                self._state = _SUCCESS
-            else:
-                self._settle_decoded(data)
+            self._settle_reply(data)
         except Exception as exc:  # undecodable (or a bug): the caller still hears of it
             self._settle_error(exc)
         self._finish()
@@ -367,8 +359,7 @@ class AsyncResult(Generic[R_co]):
         self._finish()
 
     def _settle_reply(self, data: bytes) -> None:
-        # (Not _plain_reply: an eager run's result is made a generator task's after it is made.)
-        if not self._stream_result and self._serializer.__class__ is not RawSerializer:
+        if self._plain_reply:
             ok, value = reply_value(data)  # the common reply, in fewer steps
             if ok:
                 self._value = value

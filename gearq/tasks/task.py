@@ -273,13 +273,7 @@ class Task(Generic[P, R]):
 
             return cast("AsyncResult[R]", run_eager(self, args, kwargs, _new_id()))
         task_id = _getrandbits(128).to_bytes(16, "big").hex()  # _new_id(), a call fewer
-        # _encode's first case without its frame (every blocking call pays it before its
-        # submit leaves); _encode has the rest.
-        payload = None
-        if not kwargs and not self._raw:
-            payload = encode_positional_call(self.serializer, self.name, args, task_id)
-        if payload is None:
-            payload = self._encode(args, kwargs, task_id)
+        payload = self._encode(args, kwargs, task_id)
         spec = self.options.unique
         unique = None
         if spec is None and not conf.require_worker and conf.default_timeout is None:

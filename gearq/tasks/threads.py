@@ -29,7 +29,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable
-from types import AsyncGeneratorType, CoroutineType, GeneratorType
+from types import AsyncGeneratorType, CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from ..net.inplace import BUSY, LEFT, InPlaceWaiter
@@ -330,10 +330,7 @@ class TaskThreads:
             # The task sees a pool thread, with no running loop (it may run one of its own).
             _set_running_loop(None)
             try:
-                # (served._call_sync, inlined: a lone job's task has no context.)
-                value = served.fn(*call.args, **call.kwargs)
-                if value.__class__ is GeneratorType:
-                    value = served._stream(job, call, None, value)
+                value = served._call_sync(job, call, None)
                 error = None
             except BaseException as exc:
                 value, error = None, exc
@@ -345,15 +342,7 @@ class TaskThreads:
                 evicted.append((fut, value, error))
                 return True
             try:
-                if error is None and value.__class__ not in _PENDING_TYPES:
-                    # The common answer (served._finish_lone's first case, a frame fewer).
-                    data = served._encode_value(job, call, lone.attempt, value)
-                    if data is not None:
-                        worker.complete_deferred(job, data)
-                    else:  # answered with the failure
-                        worker.finish_deferred(job, None, None)
-                else:
-                    served._finish_lone(job, lone, value, error)
+                served._finish_lone(job, lone, value, error)
             except Exception as exc:  # a bug: still end the job, and serve on
                 log.exception("error while answering %r", job)
                 worker.finish_deferred(job, None, exc)

@@ -151,3 +151,28 @@ def test_a_loop_watching_other_sockets_awaits_the_usual_way(
 
     assert run(main()) == b"served"
     assert outcomes and set(outcomes) == {inplace.OFF}
+
+
+def test_a_loop_the_waiter_cannot_use_is_left_alone(
+    gearmand: GearmandProcess, serve: Callable[[str, Any], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loop the waiter cannot use (uvloop, the proactor), ``await job`` takes the
+    usual way: no wait in place, and no early flush of the client's writes (one is
+    scheduled here)."""
+    serve("echo", lambda job: job.payload)
+    outcomes = _spy_waits(monkeypatch)
+    flushes: list[int] = []
+    flush_if_alone = AsyncClient._flush_if_alone
+
+    def spy(self: AsyncClient, ready: Any) -> bool:
+        flushes.append(len(ready))
+        return flush_if_alone(self, ready)
+
+    monkeypatch.setattr(AsyncClient, "_flush_if_alone", spy)
+
+    async def main() -> bytes:
+        inplace.waiter_for(asyncio.get_running_loop()).usable = False
+        return await _call(gearmand, "echo", b"usual")
+
+    assert run(main()) == b"usual"
+    assert outcomes == [] and flushes == []
