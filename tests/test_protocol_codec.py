@@ -690,6 +690,8 @@ def test_feed_jobs_gives_a_job_as_its_argument_list_and_the_rest_as_packets() ->
         Packet(Magic.RES, T.ERROR, (b"E", b"text")),
         [b"H:1", b"fn", b"u-1", b"pay\0load"],
     ]
+    # A read that is one job (a lone job's probe answered): its argument list alone.
+    assert decoder.feed_jobs(job) == [[b"H:1", b"fn", b"u-1", b"pay\0load"]]
     # Argument-less packets are the very objects feed() gives.
     assert decoder.feed_jobs(encode_response(T.NOOP))[0] is Decoder().feed(
         encode_response(T.NOOP)
@@ -703,6 +705,10 @@ def test_feed_jobs_checks_jobs_like_feed() -> None:
     decoder = Decoder(max_packet_size=64)
     with pytest.raises(PacketTooLarge, match="JOB_ASSIGN_UNIQ"):
         decoder.feed_jobs(header(b"\0RES", 31, 65))  # on the header, without the body
+    with pytest.raises(PacketTooLarge, match="JOB_ASSIGN_UNIQ"):  # whole, in one read
+        Decoder(max_packet_size=64).feed_jobs(
+            encode_response(T.JOB_ASSIGN_UNIQ, b"H:1", b"f", b"u", b"x" * 80)
+        )
     with pytest.raises(BadMagic):  # a server's decoder takes no RES packet
         Decoder(expect=Magic.REQ).feed_jobs(encode_response(T.JOB_ASSIGN_UNIQ, *[b"a"] * 4))
     with pytest.raises(BadMagic):

@@ -64,10 +64,6 @@ _KINDS: dict[bytes | None, dict[int, _Kind]] = {e: _kinds(e) for e in (None, REQ
 # as a bare list of its four arguments.
 _ASSIGN_UNIQ_KEY = int.from_bytes(RES + int(PacketType.JOB_ASSIGN_UNIQ).to_bytes(4, "big"), "big")
 
-# A ``\0RES`` NO_JOB (whole: it has no arguments), and its type key.
-_NO_JOB_RES = RES + int(PacketType.NO_JOB).to_bytes(4, "big") + bytes(4)
-_NO_JOB_RES_KEY = int.from_bytes(_NO_JOB_RES[:8], "big")
-
 # Packet's frozen-dataclass __init__ costs three object.__setattr__ calls; setting the slots
 # through their descriptors builds the same object in well under half the time. Only right
 # while Packet has exactly these three fields and no __post_init__ (a unit test checks).
@@ -230,14 +226,14 @@ class Decoder:
                     return [empty]
             # The usual read: whole packets, nothing buffered; parsed where it lies.
             buf = data if data.__class__ is bytes else bytes(data)
-            if buf.endswith(_NO_JOB_RES):
-                # Perhaps a lone job's probe answered: its job, then a NO_JOB, and nothing
-                # else (two packets in one step, not a turn of the loop below each).
+            if len(buf) > HEADER_SIZE:
+                # Perhaps a lone job's probe answered: one job and nothing else (in one
+                # step, not a turn of the loop below).
                 key, size = _unpack_key(buf, 0)
-                if key == self._assign_key and HEADER_SIZE + size == len(buf) - HEADER_SIZE:
-                    args = buf[HEADER_SIZE:-HEADER_SIZE].split(b"\0", 3)
+                if key == self._assign_key and HEADER_SIZE + size == len(buf):
+                    args = buf[HEADER_SIZE:].split(b"\0", 3)
                     if len(args) == 4 and size <= self.max_packet_size:
-                        return [args, self._empties[_NO_JOB_RES_KEY]]
+                        return [args]
         else:
             return []
         out: list[Packet | list[bytes]] = []

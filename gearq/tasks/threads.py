@@ -245,7 +245,6 @@ class TaskThreads:
         (its thread's result) comes, as a job submitted to the pool does."""
         worker = self._worker
         assert worker is not None
-        worker.run_after_deferred()  # (what the job's read left for after it comes first)
         served = lone.served
         worker.finish_deferred(job, served._finish_later(job, lone.call, lone.attempt, fut), None)
 
@@ -346,8 +345,6 @@ class TaskThreads:
             except Exception as exc:  # a bug: still end the job, and serve on
                 log.exception("error while answering %r", job)
                 worker.finish_deferred(job, None, exc)
-            if worker.after_deferred:
-                worker.run_after_deferred()
         return False
 
     def _take_thread(self) -> None:

@@ -5,8 +5,9 @@ The grab loop, per connection::
     ACTIVE   --GRAB_JOB_UNIQ (one per free slot, up to the window)-->  JOB_ASSIGN_UNIQ / NO_JOB
     NO_JOB   --> DRAINED: no new GRABs; once all are answered, PRE_SLEEP --> SLEEPING
     SLEEPING --NOOP, or the poll timer--> ACTIVE
-    woken after the queue was seen empty: a probe, GRAB GRAB PRE_SLEEP in one write --> SLEEPING
-        (its GRABs are answered while asleep; if both bring a job, the next wake GRABs as usual)
+    woken after the queue was seen empty: a probe, GRAB and PRE_SLEEP in one write --> SLEEPING
+        (its GRAB is answered while asleep; a NOOP right behind its job, gearmand's answer to
+        the PRE_SLEEP when more jobs wait, hands over to the GRABs as usual)
 
 The poll timer exists because gearmand 1.1.20 never wakes a worker when an epoch job falls
 due, and sometimes strands jobs ("stuck jobs", gearmand #343). A future epoch job can also
@@ -51,10 +52,8 @@ _GRAB = encode_request(_T.GRAB_JOB_UNIQ)
 _COMPLETE_HEAD = REQ + int(_T.WORK_COMPLETE).to_bytes(4, "big")
 _pack_head = struct.Struct(">8sI").pack
 _PRE_SLEEP = encode_request(_T.PRE_SLEEP)
-# What the decoder gives for every NOOP and every NO_JOB (one shared packet each).
-_NOOP_PACKET, _NO_JOB_PACKET = Decoder().feed_jobs(
-    encode_response(_T.NOOP) + encode_response(_T.NO_JOB)
-)
+# What the decoder gives for every NOOP (one shared packet).
+(_NOOP_PACKET,) = Decoder().feed_jobs(encode_response(_T.NOOP))
 _RESET_ABILITIES = encode_request(_T.RESET_ABILITIES)
 _SYNC_TOKEN = b"gearq-worker-sync-"
 # Answered once gearmand has read the registration in front of it (it answers in order).
@@ -75,10 +74,8 @@ SPIN_FREE = 3
 SPIN_BASE = 0.001
 # A connection that lived this long counts as a success: a drop is retried at once.
 STABLE_AFTER = 1.0
-# GRABs of a probe woken by a NOOP (see Link._wake): a NO_JOB for the second tells a lone
-# job from a queue that holds more.
-PROBE_GRABS = 2
-_PROBE = _GRAB * PROBE_GRABS + _PRE_SLEEP
+# A probe (see Link._wake): one GRAB, and asleep right after it.
+_PROBE = _GRAB + _PRE_SLEEP
 
 
 class _Connection(Connection):
@@ -104,13 +101,15 @@ class _Connection(Connection):
         if not items:
             return
         # (As in read_in_place.)
-        first = items[0]
-        if len(items) == 1 and first is _NOOP_PACKET:
-            link.woken()
-        elif len(items) == 2 and items[1] is _NO_JOB_PACKET and first.__class__ is list:
-            link.probe_answered(first)
-        else:
-            link.receive(items)
+        if len(items) == 1:
+            first = items[0]
+            if first is _NOOP_PACKET:
+                link.woken()
+                return
+            if first.__class__ is list:
+                link.lone_job(first)
+                return
+        link.receive(items)
 
     def read_in_place(self) -> bool:
         # Connection.read_in_place, with what it read going straight to the link (not
@@ -132,12 +131,15 @@ class _Connection(Connection):
         try:
             items = self._decoder.feed_jobs(self._inbox[:nbytes].tobytes())
             # The two reads of a lone job, each to its shortcut: the NOOP that wakes the
-            # connection, then the job with the probe's NO_JOB.
-            first = items[0] if items else None
-            if len(items) == 1 and first is _NOOP_PACKET:
-                link.woken()
-            elif len(items) == 2 and items[1] is _NO_JOB_PACKET and first.__class__ is list:
-                link.probe_answered(first)
+            # connection, then the job its probe brings.
+            if len(items) == 1:
+                first = items[0]
+                if first is _NOOP_PACKET:
+                    link.woken()
+                elif first.__class__ is list:
+                    link.lone_job(first)
+                else:
+                    link.receive(items)
             elif items:
                 link.receive(items)
         except ProtocolError as exc:
@@ -195,9 +197,7 @@ class Link:
         # next wake probes (see _wake).
         self._quiet = False
         self._probe = False  # the next grab() is a probe
-        self._probe_sent = 0
         self._probe_found = 0
-        self._probe_empty = False
         self._sent_grabs = 0
         self._echoes_due = 0  # registration ECHOs not yet answered on this connection
         self._sync_marks: dict[bytes, int] = {}
@@ -451,9 +451,7 @@ class Link:
             # GRABs with a PRE_SLEEP behind them: asleep at gearmand as soon as they are
             # answered, and woken by it at once if more jobs wait (see _wake).
             self._probe = False
-            self._probe_sent = count
             self._probe_found = 0
-            self._probe_empty = False
             self.limit = self.grabs  # nothing more to ask for
             self.state = SLEEPING
             # Out now, with whatever is queued before it, and before the timer is seen to:
@@ -477,24 +475,20 @@ class Link:
         for: a probe goes out at once, and so does the answer of a probe's last job.)"""
         worker = self.worker
         self.corked = True
-        last = items[-1]
+        job_read = False
         try:
             for item in items:
                 try:
                     if item.__class__ is list:
+                        job_read = True
                         self._assigned(*item)
-                        if (
-                            item is not last
-                            and self.state is SLEEPING
-                            and last.__class__ is not list
-                            and self._out
-                        ):
-                            # A probe's job with no other job behind it in this read: its
-                            # answer goes now, not after the NO_JOB (which writes nothing).
-                            self.flush()
                         continue
                     ptype = item.type  # type: ignore[union-attr]
                     if ptype is _NOOP:
+                        if job_read:
+                            # Right behind a job: gearmand answered our PRE_SLEEP at once,
+                            # so more jobs wait. Not a lone job: GRAB as usual.
+                            self._quiet = False
                         self._noop()
                     elif ptype is _NO_JOB:
                         self._no_job()
@@ -514,15 +508,14 @@ class Link:
     def woken(self) -> None:
         """A read that was one NOOP: :meth:`receive` of it, in one step for the usual case
         (asleep with nothing asked for, the queue seen empty, no wake in vain before it,
-        slots to spare and nobody waiting for them): the probe of two GRABs and PRE_SLEEP
-        that _noop, _wake and grab would send (see _wake). Anything else goes the usual way."""
+        a slot to spare and nobody waiting for it): the probe of a GRAB and PRE_SLEEP that
+        _noop, _wake and grab would send (see _wake). Anything else goes the usual way."""
         worker = self.worker
         conn = self.conn
         free = worker._free
         if (
             self.state is not SLEEPING or self.grabs or self._streak or not self._quiet
-            or free < PROBE_GRABS or self.window < PROBE_GRABS or worker._hungry
-            or self.queued or self._out or conn is None
+            or free < 1 or worker._hungry or self.queued or self._out or conn is None
         ):  # fmt: skip
             self.receive([_NOOP_PACKET])
             return
@@ -535,14 +528,13 @@ class Link:
             return
         stats = worker.stats
         stats.noops += 1
-        stats.grabs += PROBE_GRABS
-        worker._free = free - PROBE_GRABS
-        self.grabs = self.limit = self._probe_sent = PROBE_GRABS
-        self._sent_grabs += PROBE_GRABS
+        stats.grabs += 1
+        worker._free = free - 1
+        self.grabs = self.limit = 1
+        self._sent_grabs += 1
         self._woken_by_noop = True
         self._probe = False
         self._probe_found = 0
-        self._probe_empty = False
         at = self.now() + worker.poll_interval
         self._timer_at = at
         self._timer_noop = False
@@ -552,27 +544,16 @@ class Link:
         if waiter is not None:
             waiter.idle_soon()
 
-    def probe_answered(self, job: list[bytes]) -> None:
-        """:meth:`receive` of a read that is a job and a NO_JOB (what a lone job's probe
-        brings back): the same steps, unrolled."""
+    def lone_job(self, job: list[bytes]) -> None:
+        """:meth:`receive` of a read that is one job (what a lone job's probe brings back):
+        the same steps, unrolled."""
         worker = self.worker
         self.corked = True
         try:
             try:
                 self._assigned(*job)
-                if self.state is SLEEPING and self._out:
-                    self.flush()  # a probe's job: its answer goes before the NO_JOB is seen to
             except Exception:
                 log.exception("%s: error while handling %r", self.address, job)
-            if worker.deferred:
-                # The job runs after this read (see Deferred): so does the NO_JOB's
-                # bookkeeping, which is not on the answer's path.
-                worker.after_deferred.append(self._no_job)
-                return
-            try:
-                self._no_job()
-            except Exception:
-                log.exception("%s: error while handling a NO_JOB", self.address)
         finally:
             if worker._free > 0 and worker._hungry:
                 worker._dispatch()
@@ -643,7 +624,6 @@ class Link:
         self.grabs -= 1
         self.worker.stats.no_jobs += 1
         if self.state is SLEEPING:  # a probe's GRAB: the queue is empty now
-            self._probe_empty = True
             self.worker._release_slot()
             if not self.grabs:
                 self._probed()
@@ -659,9 +639,9 @@ class Link:
         if self._woken_by_noop and not self._probe_found:
             self._streak += 1
         self._woken_by_noop = False
-        # Every GRAB brought a job: a queue, most likely, so the NOOP gearmand answers the
-        # PRE_SLEEP with leads to GRABs as usual (the window growing). Else probe again.
-        self._quiet = self._probe_empty or self._probe_sent < PROBE_GRABS
+        # The next wake probes again, unless a NOOP right behind the probe's job (see
+        # receive) shows a queue.
+        self._quiet = True
 
     def _sleep(self) -> None:
         if self._woken_by_noop:  # woken by a NOOP, and found nothing
@@ -732,17 +712,14 @@ class Link:
         self._woken_by_noop = noop
         if self._quiet and not self.grabs:
             # The queue was empty when we last looked: most likely this wake is for one
-            # job. A probe: GRABs with a PRE_SLEEP right behind them, so the job costs one
+            # job. A probe: a GRAB with a PRE_SLEEP right behind it, so the job costs one
             # write and no GRAB after it (a lone caller's round trip: a wake-up of this loop
-            # and two packets fewer). Two GRABs for a NOOP: a NO_JOB for the second says
-            # the queue is empty again; a job for it says there is a queue, and the next
-            # wake GRABs as usual. One for the poll timer, or while NOOPs keep finding
-            # nothing (a future epoch job: §0.3 of the gearmand notes).
+            # and two packets fewer). gearmand answers the PRE_SLEEP with a NOOP at once if
+            # more jobs wait: right behind the probe's job, that NOOP shows a queue, and the
+            # next wake GRABs as usual (see receive). One GRAB, not two: measured, a
+            # second GRAB's NO_JOB cost a lone round trip more than it told.
             self._probe = True
-            limit = min(PROBE_GRABS if noop and not self._streak else 1, self.window)
-        else:
-            limit = 1
-        self.limit = limit
+        self.limit = limit = 1
         worker = self.worker
         free = worker._free
         if free > 0 and not worker._hungry and not self.queued:
@@ -800,5 +777,4 @@ class Link:
             if self.state is DRAINED:
                 self._sleep()
             elif self.state is SLEEPING:  # a probe's
-                self._probe_empty = True
                 self._probed()

@@ -252,10 +252,6 @@ class AsyncWorker:
         #: Jobs whose inline handler returned a :class:`Deferred`, in hand (counted among
         #: the running ones) and not started yet.
         self.deferred: deque[tuple[Job, Deferred]] = deque()
-        #: What the read that brought them left for after the deferred jobs (the rest of a
-        #: lone job's probe): whoever runs them calls :meth:`run_after_deferred` once they
-        #: are answered (or handed on), before anything else touches the connections.
-        self.after_deferred: list[Callable[[], None]] = []
 
     # -- registration ----------------------------------------------------------------------
 
@@ -650,16 +646,6 @@ class AsyncWorker:
             link.corked = corked
             if not corked and link._out:
                 link.flush()
-
-    def run_after_deferred(self) -> None:
-        """Run what :attr:`after_deferred` holds (on the thread that owns the loop)."""
-        after = self.after_deferred
-        while after:
-            step = after.pop(0)
-            try:
-                step()
-            except Exception:  # as the read's own handling would: log, and go on
-                log.exception("error while handling a read after its job")
 
     def complete_deferred(self, job: Job, result: bytes) -> None:
         """:meth:`finish_deferred` of a WORK_COMPLETE, in fewer steps (a lone job's)."""

@@ -157,8 +157,8 @@ def test_an_inline_handler_may_return_a_coroutine_that_finishes_the_job(
 def test_lone_jobs_on_an_idle_connection_cost_one_probe_each_and_a_burst_is_grabbed(
     gearmand: GearmandProcess,
 ) -> None:
-    """Jobs one at a time: each NOOP is answered with two GRABs and a PRE_SLEEP (the job,
-    then NO_JOB), and no GRAB follows the job's answer; every lone job costs the same. A
+    """Jobs one at a time: each NOOP is answered with a GRAB and a PRE_SLEEP (the job, and
+    no NO_JOB), and no GRAB follows the job's answer; every lone job costs the same. A
     burst right after is grabbed as usual (not one probe per job), and all of it answered."""
 
     async def main() -> tuple[list[tuple[int, int, int]], int]:
@@ -195,7 +195,7 @@ def test_lone_jobs_on_an_idle_connection_cost_one_probe_each_and_a_burst_is_grab
 
     counts, burst_noops = run(main())
     # (GRABs sent, NO_JOBs got, NOOPs got) per job.
-    assert counts == [(2, 1, 1)] * 4, counts
-    # Probing every job of the burst would take a NOOP per two jobs; grabbing as usual
-    # once a probe found a queue takes a few.
+    assert counts == [(1, 0, 1)] * 4, counts
+    # Probing every job of the burst would take a NOOP per job; grabbing as usual once a
+    # probe found a queue takes a few.
     assert burst_noops < 25, burst_noops

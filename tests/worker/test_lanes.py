@@ -1,5 +1,5 @@
 """The lone job's shortcuts in a worker connection (Link.woken for a read that is one NOOP,
-Link.probe_answered for a read that is a job and a NO_JOB) take the same steps as the
+Link.lone_job for a read that is one job) take the same steps as the
 general path (Link.receive): the same packets leave, in the same order, and the link and
 the worker end in the same state; a NOOP the shortcut does not cover goes the general way."""
 
@@ -45,9 +45,7 @@ def _state(worker: AsyncWorker) -> dict[str, Any]:
         "streak": link._streak,
         "quiet": link._quiet,
         "probe": link._probe,
-        "probe_sent": link._probe_sent,
         "probe_found": link._probe_found,
-        "probe_empty": link._probe_empty,
         "sent_grabs": link._sent_grabs,
         "woken_by_noop": link._woken_by_noop,
         "timer_noop": link._timer_noop,
@@ -72,23 +70,19 @@ def _serve_wakes(monkeypatch: pytest.MonkeyPatch, shortcuts: bool) -> dict[str, 
 
     monkeypatch.setattr(link_module.Link, "_wake", spy_wake)
     answered: list[list[bytes]] = []
-    real_answered = link_module.Link.probe_answered
+    real_answered = link_module.Link.lone_job
 
     def spy_answered(link: Any, job: list[bytes]) -> None:
         answered.append(job)
         real_answered(link, job)
 
     if shortcuts:
-        monkeypatch.setattr(link_module.Link, "probe_answered", spy_answered)
+        monkeypatch.setattr(link_module.Link, "lone_job", spy_answered)
     else:
         monkeypatch.setattr(
             link_module.Link, "woken", lambda link: link.receive([link_module._NOOP_PACKET])
         )
-        monkeypatch.setattr(
-            link_module.Link,
-            "probe_answered",
-            lambda link, job: link.receive([job, link_module._NO_JOB_PACKET]),
-        )
+        monkeypatch.setattr(link_module.Link, "lone_job", lambda link, job: link.receive([job]))
     queue: list[bytes] = []
     states: list[dict[str, Any]] = []
 
@@ -136,15 +130,15 @@ def test_the_noop_and_probe_shortcuts_end_where_the_general_path_does(
     assert general["states"][0]["stats"]["completed"] == 1
     assert general["states"][-1]["stats"]["completed"] == 2
     # The wakes with no vain wake before them took the NOOP shortcut; those after one that
-    # found nothing (a streak) went the general way. The first job came back with its
-    # probe's NO_JOB (the job shortcut); the last, for a probe of one GRAB, alone.
+    # found nothing (a streak) went the general way. Each job came back alone (the job
+    # shortcut).
     assert shortcut["shortcut"] == [True, True, False, False, False]
-    assert shortcut["answered"] == [[b"H:a", b"f", b"", b"a"]]
+    assert shortcut["answered"] == [[b"H:a", b"f", b"", b"a"], [b"H:b", b"f", b"", b"b"]]
 
 
-def test_the_probes_after_a_vain_wake_are_one_grab(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The general path's answer to a streak, which the shortcut must leave to it: a probe
-    # of one GRAB (not two) for the wakes after one that found nothing.
+def test_every_probe_is_one_grab(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A probe is one GRAB and a PRE_SLEEP, whether the shortcut sends it (a NOOP) or the
+    # general path (the wakes after one that found nothing).
     result = _serve_wakes(monkeypatch, shortcuts=True)
     seen = result["seen"]
     probes: list[int] = []
@@ -156,4 +150,4 @@ def test_the_probes_after_a_vain_wake_are_one_grab(monkeypatch: pytest.MonkeyPat
             probes.append(grabs)
             grabs = 0
     # The first sleep (after the first GRAB), then the five wakes' probes.
-    assert probes == [1, 2, 2, 1, 1, 1], seen
+    assert probes == [1, 1, 1, 1, 1, 1], seen

@@ -1,9 +1,10 @@
-"""A lone job on an idle connection: what leaves first. The probe's GRABs and the job's
-answer are each written before the bookkeeping that follows them (the round trip of a lone
-caller waits for exactly these writes)."""
+"""A lone job on an idle connection: what leaves, and when. The probe (a GRAB and a
+PRE_SLEEP) is written before the bookkeeping that follows it, and the job's answer is all
+that follows (the round trip of a lone caller waits for exactly these writes)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -18,12 +19,11 @@ from .helpers import eventually, make_worker, run, serving
 
 P = PacketType
 
-_PROBE = encode_request(P.GRAB_JOB_UNIQ) * 2 + encode_request(P.PRE_SLEEP)
+_PROBE = encode_request(P.GRAB_JOB_UNIQ) + encode_request(P.PRE_SLEEP)
 
 
 def _probe_script(queue: list[bytes]) -> Any:
-    """gearmand's answers to a probe: the queued job for the first GRAB, NO_JOB for the
-    second, both written before the worker reads (one read brings both)."""
+    """gearmand's answers to GRABs: the queued job, else NO_JOB."""
 
     def script(conn: FakeConn, packet: Packet) -> None:
         if packet.type is P.GRAB_JOB_UNIQ:
@@ -36,14 +36,11 @@ def _probe_script(queue: list[bytes]) -> Any:
 
 
 class _Spy:
-    """Records every write of the worker's connections, and what had been written when
-    the probe's NO_JOB was handled."""
+    """Records every write of the worker's connections."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sent: list[bytes] = []
-        self.at_no_job: list[list[bytes]] = []
         send = link_module._Connection.send
-        no_job = link_module.Link._no_job
 
         def spy_send(conn: Any, data: bytes) -> None:
             self.sent.append(bytes(data))
@@ -53,19 +50,14 @@ class _Spy:
             spy_send(conn, data)  # the same bytes, the transport's way
             return True
 
-        def spy_no_job(link: Any) -> None:
-            self.at_no_job.append(list(self.sent))
-            no_job(link)
-
         monkeypatch.setattr(link_module._Connection, "send", spy_send)
         monkeypatch.setattr(link_module._Connection, "send_now", spy_send)
         monkeypatch.setattr(link_module._Connection, "send_idle", spy_send_idle)
-        monkeypatch.setattr(link_module.Link, "_no_job", spy_no_job)
 
 
-def test_a_probes_inline_job_is_answered_before_its_no_job_is_handled(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_probes_job_is_answered_and_nothing_follows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The probe's PRE_SLEEP was sent with its GRAB: the answer is the last write, with no
+    # GRAB or PRE_SLEEP after it, and the connection stays asleep.
     spy = _Spy(monkeypatch)
     queue: list[bytes] = []
 
@@ -79,18 +71,17 @@ def test_a_probes_inline_job_is_answered_before_its_no_job_is_handled(
         async with serving(worker):
             conn = server.conns[0]
             await eventually(lambda: conn.count(P.PRE_SLEEP) == 1)  # asleep after NO_JOB
-            spy.at_no_job.clear()
+            spy.sent.clear()
             queue.append(b"x")
             conn.send(P.NOOP)
             await eventually(lambda: conn.count(P.WORK_COMPLETE) == 1)
-            await eventually(lambda: len(spy.at_no_job) == 1)
+            await asyncio.sleep(0.1)  # whatever follows the answer has happened
             assert conn.packets[-1].args == (b"H:lone:1", b"ok x")
+            assert worker._links[0].state == link_module.SLEEPING
         await server.close()
 
     run(main())
-    # The job and the NO_JOB came in one read: the answer left before the NO_JOB was seen.
-    written = b"".join(spy.at_no_job[0])
-    assert written.endswith(encode_request(P.WORK_COMPLETE, b"H:lone:1", b"ok x"))
+    assert spy.sent == [_PROBE, encode_request(P.WORK_COMPLETE, b"H:lone:1", b"ok x")]
 
 
 def test_a_probe_is_written_before_its_timer_is_armed(monkeypatch: pytest.MonkeyPatch) -> None:

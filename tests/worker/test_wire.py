@@ -272,9 +272,9 @@ async def _echo(job: Job) -> bytes:
 
 
 def test_a_noop_after_an_empty_queue_gets_a_probe_and_nothing_after_the_answer() -> None:
-    """Woken after a NO_JOB, the worker sends GRAB GRAB PRE_SLEEP: the first GRAB gets the
-    job, the second NO_JOB, and the answer is all that follows (no GRAB to find the queue
-    empty again). A NOOP crossing the probe is not answered: the probe sees the job."""
+    """Woken after a NO_JOB, the worker sends GRAB and PRE_SLEEP: the GRAB gets the job,
+    and the answer is all that follows (no GRAB to find the queue empty again). A NOOP
+    crossing the probe is not answered: the probe sees the job."""
     queue: list[bytes] = []
     crossing: list[bool] = []
 
@@ -295,17 +295,19 @@ def test_a_noop_after_an_empty_queue_gets_a_probe_and_nothing_after_the_answer()
                 await eventually(lambda: conn.count(P.WORK_COMPLETE) == answers[0])
                 await asyncio.sleep(0.1)  # whatever follows the answer has been sent
                 sent = conn.types()[mark:]
-                assert sent == [P.GRAB_JOB_UNIQ, P.GRAB_JOB_UNIQ, P.PRE_SLEEP, P.WORK_COMPLETE]
+                assert sent == [P.GRAB_JOB_UNIQ, P.PRE_SLEEP, P.WORK_COMPLETE]
                 assert conn.packets[-1].args == (b"H:fake:%d" % (i + 1), b"ok %d" % i)
-            assert worker.stats.noops == 5 and worker.stats.no_jobs == 5
+            # Four wakes and the crossing NOOP; the NO_JOB before the first sleep only.
+            assert worker.stats.noops == 5 and worker.stats.no_jobs == 1
         await server.close()
 
     run(main())
 
 
 def test_a_probe_that_finds_a_queue_hands_over_to_the_grab_window() -> None:
-    """Both GRABs of a probe bring a job: gearmand answers its PRE_SLEEP with a NOOP, and
-    from that wake on the worker GRABs as usual, without a PRE_SLEEP per job."""
+    """More jobs wait behind the probe's: gearmand answers its PRE_SLEEP with a NOOP at
+    once, right behind the job, and from that wake on the worker GRABs as usual, without a
+    PRE_SLEEP per job."""
     queue: list[bytes] = []
 
     async def main() -> None:
@@ -323,7 +325,7 @@ def test_a_probe_that_finds_a_queue_hands_over_to_the_grab_window() -> None:
             sent = conn.types()[mark:]
             # The probe's, then one after the NO_JOB that ends the queue.
             assert sent.count(P.PRE_SLEEP) == 2, sent
-            assert sent[:3] == [P.GRAB_JOB_UNIQ, P.GRAB_JOB_UNIQ, P.PRE_SLEEP]
+            assert sent[:3] == [P.GRAB_JOB_UNIQ, P.PRE_SLEEP, P.GRAB_JOB_UNIQ]
             # Up to 8 GRABs outstanding: 40 jobs and a NO_JOB or few.
             assert 41 <= sent.count(P.GRAB_JOB_UNIQ) <= 49, sent
         await server.close()
@@ -332,8 +334,8 @@ def test_a_probe_that_finds_a_queue_hands_over_to_the_grab_window() -> None:
 
 
 def test_a_probe_answered_after_the_poll_interval_leaves_the_grab_loop_going() -> None:
-    """The poll timer strikes while a probe's GRABs are still unanswered (a slow server):
-    the late answers are taken as any GRAB's, the job is answered, and the connection goes
+    """The poll timer strikes while a probe's GRAB is still unanswered (a slow server):
+    the late answer is taken as any GRAB's, the job is answered, and the connection goes
     back to sleep and keeps polling."""
     withhold = [0]  # GRABs left unanswered (answered later, by the test)
     serve = _queue_script([], [])
@@ -351,14 +353,13 @@ def test_a_probe_answered_after_the_poll_interval_leaves_the_grab_loop_going() -
         async with serving(worker):
             conn = server.conns[0]
             await eventually(lambda: conn.count(P.PRE_SLEEP) >= 1)
-            withhold[0] = 2
+            withhold[0] = 1
             conn.send(P.NOOP)
-            await eventually(lambda: withhold[0] == 0)  # the probe's two GRABs
+            await eventually(lambda: withhold[0] == 0)  # the probe's GRAB
             polls = worker.stats.polls
             await asyncio.sleep(0.5)  # past the poll interval, the probe unanswered
             assert worker.stats.polls == polls  # no poll while GRABs are out
             conn.send(P.JOB_ASSIGN_UNIQ, b"H:fake:late", b"f", b"", b"late")
-            conn.send(P.NO_JOB)
             await eventually(lambda: conn.count(P.WORK_COMPLETE) == 1)
             done = [p for p in conn.packets if p.type is P.WORK_COMPLETE]
             assert done[0].args == (b"H:fake:late", b"ok late")
