@@ -300,9 +300,10 @@ class Link:
             self._flush_handle = self.loop.call_soon(self.flush)
 
     def complete_now(self, job: Job, result: bytes) -> bool:
-        """:meth:`complete` and :meth:`flush` in one, for a thread the loop's thread is
-        blocked waiting for (see :meth:`Job.complete_for_loop`). False if the job was
-        already answered."""
+        """:meth:`complete` and :meth:`flush` in one: the answer (behind whatever is queued)
+        leaves now. From the loop's thread, or a thread the loop's thread is blocked
+        waiting for (see :meth:`Job.complete_for_loop`). False if the job was already
+        answered."""
         lock = _answer_lock
         lock.acquire()
         if job._answer:
@@ -546,8 +547,27 @@ class Link:
 
     def lone_job(self, job: list[bytes]) -> None:
         """:meth:`receive` of a read that is one job (what a lone job's probe brings back):
-        the same steps, unrolled."""
+        the same steps, unrolled. A probe's job, with nothing else to write, is answered
+        with a write of its own as soon as its handler returns, before the bookkeeping."""
         worker = self.worker
+        if self.state is SLEEPING and self.grabs == 1 and not self._out:
+            # _assigned's steps for a probe's job.
+            self.grabs = 0
+            self._streak = 0
+            self._probe_found += 1
+            try:
+                try:
+                    handle, function, unique, payload = job
+                    worker._start_job(self, handle, function, unique, payload, now=True)
+                except Exception:
+                    log.exception("%s: error while handling %r", self.address, job)
+                self._probed()
+            finally:
+                if worker._free > 0 and worker._hungry:
+                    worker._dispatch()
+                if self._out:
+                    self.flush()
+            return
         self.corked = True
         try:
             try:

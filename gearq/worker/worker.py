@@ -543,8 +543,17 @@ class AsyncWorker:
     # -- jobs ------------------------------------------------------------------------------
 
     def _start_job(
-        self, link: Link, handle: bytes, function: bytes, unique: bytes, payload: bytes
+        self,
+        link: Link,
+        handle: bytes,
+        function: bytes,
+        unique: bytes,
+        payload: bytes,
+        now: bool = False,
     ) -> None:
+        """Start the job ``link`` was given. ``now``: an inline handler's answer is written
+        at once (Link.complete_now), not queued for the link's next write (a lone job's,
+        whose caller waits for nothing else)."""
         fn = link.functions.get(function)
         if fn is None:
             log.error(
@@ -574,7 +583,10 @@ class AsyncWorker:
             if result is None or result.__class__ is bytes:
                 job._done = True
                 if not job._answer:
-                    link.complete(job, result or b"")
+                    if now:
+                        link.complete_now(job, result or b"")
+                    else:
+                        link.complete(job, result or b"")
                 self._free += 1
                 if self.stopping:
                     self._check_idle()

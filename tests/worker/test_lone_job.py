@@ -84,6 +84,40 @@ def test_a_probes_job_is_answered_and_nothing_follows(monkeypatch: pytest.Monkey
     assert spy.sent == [_PROBE, encode_request(P.WORK_COMPLETE, b"H:lone:1", b"ok x")]
 
 
+def test_a_probes_inline_job_is_answered_before_the_bookkeeping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What had been written when the probe was seen to (Link._probed, after the handler):
+    # the answer already, not queued for a write after the bookkeeping.
+    spy = _Spy(monkeypatch)
+    at_probed: list[list[bytes]] = []
+    probed = link_module.Link._probed
+
+    def spy_probed(link: Any) -> None:
+        at_probed.append(list(spy.sent))
+        probed(link)
+
+    monkeypatch.setattr(link_module.Link, "_probed", spy_probed)
+    queue: list[bytes] = []
+
+    async def main() -> None:
+        server = await FakeServer(_probe_script(queue)).start()
+        worker = make_worker(server.address, concurrency=4, poll_interval=10.0)
+        worker.register("f", lambda job: b"ok " + job.payload, inline=True)
+        async with serving(worker):
+            conn = server.conns[0]
+            await eventually(lambda: conn.count(P.PRE_SLEEP) == 1)
+            at_probed.clear()
+            queue.append(b"x")
+            conn.send(P.NOOP)
+            await eventually(lambda: conn.count(P.WORK_COMPLETE) == 1)
+        await server.close()
+
+    run(main())
+    assert at_probed, "the probe's job was not seen to"
+    assert at_probed[0][-1] == encode_request(P.WORK_COMPLETE, b"H:lone:1", b"ok x")
+
+
 def test_a_probe_is_written_before_its_timer_is_armed(monkeypatch: pytest.MonkeyPatch) -> None:
     # When each write left, and when this sleep was then set to end (the poll timer's
     # bookkeeping): the probe's write must not wait for that bookkeeping.
