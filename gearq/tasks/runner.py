@@ -58,8 +58,10 @@ from .context import MaxRetriesExceeded, Retry, TaskContext, UnknownTask
 from .envelope import (
     Call,
     EnvelopeError,
+    call_head,
     decode_call,
     decode_plain_call,
+    decode_positional_call,
     detect_serializer,
     encode_chunk,
     encode_failure,
@@ -303,6 +305,7 @@ class _Served:
         "detect",
         "fast",
         "fn",
+        "head",
         "inline",
         "lane",
         "on_loop",
@@ -331,6 +334,8 @@ class _Served:
         # msgpack and json calls are told apart by their first byte; other serializers
         # (registered ones) are taken at the task's word.
         self.detect = ser is MSGPACK or ser is JSON
+        #: What this task's calls from delay() start with (see decode_positional_call).
+        self.head = call_head(task.name)
         self.time_limit = options.time_limit
         self.on_loop = _is_async(fn)
         self.streams = _is_generator(fn)
@@ -362,7 +367,12 @@ class _Served:
         the worker counts this job among its running ones."""
         try:
             if self.detect:
-                call = decode_plain_call(job.payload) or decode_call(job.payload)
+                payload = job.payload
+                call = (
+                    decode_positional_call(payload, self.head, self.task_name)
+                    or decode_plain_call(payload)
+                    or decode_call(payload)
+                )
             elif self.raw:
                 call = Call(None, (job.payload,), {}, serializer=RAW)
             else:

@@ -22,6 +22,22 @@ def test_a_workers_reply_gives_the_value_decode_reply_gives(value: Any) -> None:
     assert typed(got) == typed(value) == typed(decode_reply(data).value)
 
 
+@given(msgpack_values)
+def test_a_workers_reply_is_the_bytes_encode_result_makes(value: Any) -> None:
+    # encode_plain_result writes the map's entries one after another, not the map.
+    from gearq.tasks.serializers import SerializationError
+
+    try:
+        expected: bytes | None = encode_result(value, serializer=MSGPACK, task_name="task")
+    except SerializationError:
+        expected = None
+    try:
+        got: bytes | None = encode_plain_result(value, MSGPACK, "task")
+    except SerializationError:
+        got = None
+    assert got == expected
+
+
 def _pack(envelope: dict[str, Any]) -> bytes:
     return msgpack.packb(envelope, use_bin_type=True)  # type: ignore[no-any-return]
 
