@@ -316,8 +316,6 @@ class Link:
         if job._gen != self.gen or conn is None:
             return True
         handle = job.handle
-        self.held.pop(handle, None)
-        self.worker.stats.completed += 1
         packet = _pack_head(_COMPLETE_HEAD, len(handle) + 1 + len(result)) + handle + b"\0" + result
         out = self._out
         if out:  # queued before it: they go first, in the same write
@@ -328,7 +326,10 @@ class Link:
             if not conn.send_idle(packet):  # (send_now, a call fewer)
                 conn.send(packet)
         except ConnectionLost:  # on_lost has run or will run; gearmand requeues the job
-            return True
+            pass
+        finally:  # (after the write: the caller waits for nothing of this)
+            self.held.pop(handle, None)
+            self.worker.stats.completed += 1
         return True
 
     def send_progress(self, job: Job, packet: bytes) -> None:
