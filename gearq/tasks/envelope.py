@@ -673,10 +673,7 @@ def decode_positional_call(data: bytes, head: bytes, task_name: str) -> Call | N
     try:
         task_id = data[size : size + 32].decode()
         # The rest must be the arguments and nothing more (unpackb refuses extra data).
-        args = _unpackb(
-            data[size + 34 :], ext_hook=_ext_hook, raw=False, use_list=True,
-            strict_map_key=False, timestamp=3,
-        )  # fmt: skip
+        args = _unpack(data[size + 34 :])
     except Exception:  # decode_plain_call and decode_call have their say
         return None
     if args.__class__ is not list:
@@ -699,10 +696,7 @@ def decode_plain_call(data: bytes) -> Call | None:
     if not data or not 0x80 <= data[0] <= 0x8F:  # a msgpack map of up to 15 keys
         return None
     try:
-        env = _unpackb(
-            data, ext_hook=_ext_hook, raw=False, use_list=True, strict_map_key=False,
-            timestamp=3,
-        )  # fmt: skip
+        env = _unpack(data)
     except Exception:  # decode_call says what is wrong
         return None
     if env.__class__ is not dict or not env.keys() <= _QUICK_KEYS:
@@ -758,11 +752,18 @@ def encode_plain_result(value: Any, ser: Serializer, task_name: str) -> bytes:
 #: map's header, "v", "s" and "r"'s key; the value follows.
 _OK_HEAD = MSGPACK.dumps({"v": ENVELOPE_VERSION, "s": "ok", "r": None})[:-1]
 _OK_SIZE = len(_OK_HEAD)
-# MSGPACK.unpack's options, given as keywords to a direct call: the functools.partial it is
-# copies its keywords into a new dict on every call, which costs a reply more than the
-# decoding of a small value (tests/tasks/test_reply_value.py keeps the two the same).
 _unpackb = msgpack.unpackb
 _ext_hook = MSGPACK._ext_hook
+
+
+def _unpack(data: bytes) -> Any:
+    """``MSGPACK.unpack(data)``, its options given as keywords to a direct call: the
+    functools.partial it is copies its keywords into a new dict on every call, which costs
+    more than decoding a small value (tests/tasks/test_reply_value.py and
+    test_positional_call.py keep the results the same)."""
+    return _unpackb(
+        data, ext_hook=_ext_hook, raw=False, use_list=True, strict_map_key=False, timestamp=3
+    )
 
 
 def reply_value(data: bytes) -> tuple[bool, Any]:
@@ -773,10 +774,7 @@ def reply_value(data: bytes) -> tuple[bool, Any]:
         # Just the value: no map, no look-ups (anything more after it is no envelope of
         # ours, and msgpack refuses it: the full decoding below then has its say).
         try:
-            return True, _unpackb(
-                data[_OK_SIZE:], ext_hook=_ext_hook, raw=False, use_list=True,
-                strict_map_key=False, timestamp=3,
-            )  # fmt: skip
+            return True, _unpack(data[_OK_SIZE:])
         except Exception:
             pass
     if data and 0x80 <= data[0] <= 0x8F:  # a small msgpack map

@@ -474,7 +474,8 @@ class Link:
     def receive(self, items: list[Packet | list[bytes]]) -> None:
         """Handle what one read brought (a job as its argument list, else a packet), then
         write every answer and GRAB it caused in one go. (But for what a lone caller waits
-        for: a probe goes out at once, and so does the answer of a probe's last job.)"""
+        for: a probe goes out at once; a read that is one job goes to :meth:`lone_job`,
+        which writes a probe's answer at once.)"""
         worker = self.worker
         self.corked = True
         job_read = False
@@ -740,12 +741,12 @@ class Link:
             # next wake GRABs as usual (see receive). One GRAB, not two: measured, a
             # second GRAB's NO_JOB cost a lone round trip more than it told.
             self._probe = True
-        self.limit = limit = 1
+        self.limit = 1
         worker = self.worker
         free = worker._free
         if free > 0 and not worker._hungry and not self.queued:
-            # Nobody else waits for a slot: take them now (as _want and _dispatch would).
-            count = min(limit - self.grabs, free)
+            # Nobody else waits for a slot: take it now (as _want and _dispatch would).
+            count = min(1 - self.grabs, free)
             if count > 0:
                 worker._free = free - count
                 self.grab(count)
